@@ -1,0 +1,160 @@
+"""tf.data pipelines over any TFDS image dataset, delivering global ``jax.Array`` batches
+sharded over the mesh.
+
+Training: each process reads its own slice of the split (``tfds.even_splits``), shuffles
+it per epoch with a seed derived from (seed, epoch), and gives every example a stateless
+seed from its position in the stream. The stream is therefore a function of (seed, step):
+a run that resumes at step s skips the first s batches of its epoch on the undecoded
+records, without decoding them, and sees exactly what an uninterrupted run would.
+
+Evaluation: every example exactly once, padded to whole batches with ``mask == 0``
+examples that the consumer drops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+from typing import Callable, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from ssl_jax.data import preprocess
+
+# Datasets that ship with ssl_jax: importing the module registers the TFDS builder.
+SHIPPED = {'cifar10_5k': 'ssl_jax.data.cifar10_5k'}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the training loop needs to know of a dataset."""
+  num_classes: int
+  num_train_examples: int  # In the whole train split, over all processes.
+  num_test_examples: int
+
+
+def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of ``config.dataset.name``; prepares shipped datasets offline."""
+  name = config.dataset.name
+  if name.split(':')[0] in SHIPPED:
+    importlib.import_module(SHIPPED[name.split(':')[0]])
+  builder = tfds.builder(name, data_dir=config.dataset.data_dir or None)
+  if name.split(':')[0] in SHIPPED:
+    builder.download_and_prepare()
+  return builder
+
+
+def dataset_info(config: ml_collections.ConfigDict,
+                 builder: tfds.core.DatasetBuilder) -> DatasetInfo:
+  """Class count and split sizes from the builder's metadata."""
+  label = builder.info.features[config.dataset.label_key]
+  return DatasetInfo(
+      num_classes=label.num_classes,
+      num_train_examples=builder.info.splits[config.dataset.train_split].num_examples,
+      num_test_examples=builder.info.splits[config.dataset.test_split].num_examples)
+
+
+def process_split(split: str) -> str:
+  """This process's share of ``split`` (all of it on one host)."""
+  return tfds.even_splits(split, n=jax.process_count(), drop_remainder=False)[
+      jax.process_index()]
+
+
+def per_process_batch(global_batch: int, mesh: jax.sharding.Mesh) -> int:
+  """global_batch / process_count, checking that it divides over the devices."""
+  if global_batch % mesh.size:
+    raise ValueError(
+        f'The batch of {global_batch} does not divide over {mesh.size} devices: use a '
+        f'multiple of {mesh.size} (e.g. --config.batch_size={mesh.size * max(1, global_batch // mesh.size)}).')
+  return global_batch // jax.process_count()
+
+
+def _raw(builder, split: str, config: ml_collections.ConfigDict) -> tf.data.Dataset:
+  """Undecoded examples of ``split``, in file order (deterministic)."""
+  ds = builder.as_dataset(
+      split=split, shuffle_files=False,
+      decoders={config.dataset.image_key: tfds.decode.SkipDecoding()},
+      read_config=tfds.ReadConfig(interleave_cycle_length=1, add_tfds_id=False))
+  return ds.cache() if config.dataset.cache else ds
+
+
+def _to_global(batch: dict, sharding: jax.sharding.NamedSharding) -> dict:
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def train_batches(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh,
+                  task_preprocess: Callable, start_step: int = 0) -> Iterator[dict]:
+  """Endless global training batches from ``start_step`` on, sharded over ``mesh``.
+
+  ``task_preprocess(features, seed, config)`` is the task's host-side preprocessing.
+  """
+  split = process_split(config.dataset.train_split)
+  local_batch = per_process_batch(config.batch_size, mesh)
+  num_local = builder.info.splits[split].num_examples
+  if num_local < local_batch:
+    raise ValueError(f'Split {split!r} holds {num_local} examples on this process, fewer '
+                     f'than one batch of {local_batch}.')
+  raw = _raw(builder, split, config)
+  seed = config.seed * 1_000_003 + jax.process_index()
+
+  def epoch(index: tf.Tensor) -> tf.data.Dataset:
+    return raw.shuffle(min(config.dataset.shuffle_buffer, num_local), seed=seed + index * 7919,
+                       reshuffle_each_iteration=False)
+
+  first_example = start_step * local_batch
+  ds = tf.data.Dataset.range(first_example // num_local, 2**40).flat_map(epoch)
+  ds = ds.skip(first_example % num_local).enumerate(start=first_example)
+  image_key, label_key = config.dataset.image_key, config.dataset.label_key
+
+  def prepare(position: tf.Tensor, example: dict) -> dict:
+    features = {'image': preprocess.decode(example[image_key])}
+    if label_key in example:
+      features['label'] = example[label_key]
+    example_seed = tf.stack([tf.cast(seed, tf.int64), position])
+    return task_preprocess(features, example_seed, config)
+
+  ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  for batch in ds.as_numpy_iterator():
+    yield _to_global(batch, sharding)
+
+
+def eval_batches(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh,
+                 split: str) -> tuple[Iterator[dict], int]:
+  """Global batches of every example of ``split`` once: central crop, uint8 ``image``,
+  ``label`` and ``mask`` (0 on padding). Returns (iterator, number of batches); every
+  process yields the same number of batches."""
+  local_batch = per_process_batch(config.eval_batch_size, mesh)
+  all_splits = tfds.even_splits(split, n=jax.process_count(), drop_remainder=False)
+  largest = max(builder.info.splits[s].num_examples for s in all_splits)
+  num_batches = max(1, math.ceil(largest / local_batch))
+  local_split = all_splits[jax.process_index()]
+  num_local = builder.info.splits[local_split].num_examples
+  image_key, label_key = config.dataset.image_key, config.dataset.label_key
+
+  def prepare(example: dict) -> dict:
+    image = preprocess.eval_image(preprocess.decode(example[image_key]), config)
+    return {'image': image, 'label': tf.cast(example[label_key], tf.int32),
+            'mask': tf.constant(1, tf.int32)}
+
+  ds = _raw(builder, local_split, config).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+  size = config.input.image_size
+  padding = {'image': tf.zeros((size, size, 3), tf.uint8),
+             'label': tf.constant(0, tf.int32), 'mask': tf.constant(0, tf.int32)}
+  ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(
+      num_batches * local_batch - num_local))
+  ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  return (_to_global(b, sharding) for b in ds.as_numpy_iterator()), num_batches
+
+
+def eval_array_images(images: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
+  """The evaluation preprocessing of :func:`eval_batches`, on uint8 arrays [N, H, W, 3]."""
+  return tf.map_fn(lambda im: preprocess.eval_image(im, config), tf.convert_to_tensor(images),
+                   fn_output_signature=tf.uint8).numpy()

@@ -1,0 +1,62 @@
+"""Pretrains a representation, then evaluates it frozen.
+
+    python -m ssl_jax.main --config=configs/rotation_resnet50.py:runlocal --workdir=/tmp/rot
+
+Arguments after the colon are the config's own (see its docstring); any field can be
+overridden with --config.FIELD=VALUE. Running the same command again resumes.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from ssl_jax import checkpoint
+from ssl_jax import train
+from ssl_jax import writers
+
+config_flags.DEFINE_config_file('config', None, 'Config file, arguments after a colon.',
+                                lock_config=True)
+WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs, config.json, results.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def run(config, workdir: str) -> dict[str, float] | None:
+  """Trains, then runs ``config.evals``; returns the results (None if preempted)."""
+  if not train.train(config, workdir):
+    return None
+  step = checkpoint.Checkpointer(workdir).latest_step()
+  results = {}
+  for name in config.evals:
+    evaluator = importlib.import_module(f'ssl_jax.evaluate.{name}')
+    results.update(evaluator.run(config, workdir))
+  writers.write_results(results, workdir, step)
+  return results
+
+
+def _quiet_libraries(record) -> bool:
+  """Keeps our INFO lines; libraries (orbax, TFDS) speak at WARNING and above."""
+  return record.levelno >= logging.WARNING or not any(
+      name in record.pathname for name in ('orbax', 'tensorflow_datasets', 'clu'))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_logger().addFilter(_quiet_libraries)
+  results = run(flags.FLAGS.config, WORKDIR.value)
+  if results is None:
+    print('Stopped by SIGTERM after saving a checkpoint; run the same command to resume.')
+    return
+  for key, value in sorted(results.items()):
+    if key.endswith('/top1') and not key.endswith('train_top1'):
+      print(f'{key} = {value:.4f}')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,84 @@
+"""Layers shared by the encoders: group-aware BatchNorm and convolutions with the
+explicit symmetric ("fixed") padding of the Revisiting code (reference §1.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Revisiting code: backbone convs are bias-free with glorot-uniform initialisation.
+conv_init = nn.initializers.glorot_uniform()
+
+
+def fixed_padding(kernel_size: int) -> tuple[int, int]:
+  """Pads kernel_size - 1 pixels in total, split evenly (3/3 for 7x7, 1/1 for 3x3)."""
+  total = kernel_size - 1
+  return total // 2, total - total // 2
+
+
+class Conv(nn.Module):
+  """Bias-free convolution with explicit symmetric padding, then a VALID conv."""
+  features: int
+  kernel_size: int
+  strides: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    pad = fixed_padding(self.kernel_size)
+    return nn.Conv(self.features, (self.kernel_size, self.kernel_size),
+                   strides=(self.strides, self.strides), padding=(pad, pad), use_bias=False,
+                   kernel_init=conv_init, dtype=self.dtype, name='conv')(x)
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm whose training statistics are taken over ``groups`` equal slices of the
+  batch axis. groups=1 is global (cross-device) BN under jit; groups=number of devices
+  reproduces the per-core statistics of the original TPU code without shard_map, because
+  each slice lives on one device when the batch is sharded over the mesh."""
+  momentum: float = 0.99
+  epsilon: float = 1e-3
+  groups: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    features = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (features,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (features,), jnp.float32)
+    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
+    ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
+    x32 = x.astype(jnp.float32)
+    if train:
+      if x.shape[0] % self.groups:
+        raise ValueError(f'BatchNorm groups={self.groups} must divide the batch of '
+                         f'{x.shape[0]} inputs.')
+      grouped = x32.reshape((self.groups, -1) + x.shape[1:])
+      axes = tuple(range(1, grouped.ndim - 1))
+      mean = grouped.mean(axes, keepdims=True)
+      var = jnp.square(grouped - mean).mean(axes, keepdims=True)
+      y = ((grouped - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
+      if not self.is_initializing():
+        # Running statistics average the per-group statistics (one per device).
+        batch_mean = mean.reshape(self.groups, features).mean(0)
+        batch_var = var.reshape(self.groups, features).mean(0)
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * batch_mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * batch_var
+    else:
+      y = (x32 - ra_mean.value) * jax.lax.rsqrt(ra_var.value + self.epsilon)
+    return (y * scale + bias).astype(self.dtype)
+
+
+def max_pool_3x3(x: jax.Array) -> jax.Array:
+  """3x3 stride-2 max-pool after explicit 1/1 zero padding (reference §1.1: a faithful
+  port pads with zeros, not -inf, since v2 and RevNet pool signed values)."""
+  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return nn.max_pool(x, (3, 3), strides=(2, 2), padding='VALID')
+
+
+def channels(base: int, k: float) -> int:
+  """Channel count base * k, at least 1 (fractional k gives tiny test models)."""
+  return max(1, int(round(base * k)))

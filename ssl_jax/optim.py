@@ -1,0 +1,69 @@
+"""Optimisers and learning-rate schedules (Revisiting reference §3), durations in steps
+or epochs."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict, num_train_examples: int) -> int:
+  """floor(N_train / batch_size), as the original code; at least 1."""
+  return max(1, num_train_examples // config.batch_size)
+
+
+def total_steps(config: ml_collections.ConfigDict, num_train_examples: int) -> int:
+  """``total_steps`` if set (>= 0), else ``total_epochs`` converted to steps."""
+  if config.total_steps >= 0:
+    return config.total_steps
+  return int(math.ceil(config.total_epochs * steps_per_epoch(config, num_train_examples)))
+
+
+def peak_lr(config: ml_collections.ConfigDict) -> float:
+  """base_lr * batch / 256 (batch in images, not network inputs) or base_lr."""
+  scale = config.batch_size / 256 if config.optimizer.lr_scaling == 'linear' else 1.0
+  return config.optimizer.base_lr * scale
+
+
+def learning_rate(config: ml_collections.ConfigDict, num_train_examples: int) -> optax.Schedule:
+  """Linear warm-up from 0, then step decay, cosine to 0, or constant."""
+  opt = config.optimizer
+  per_epoch = steps_per_epoch(config, num_train_examples)
+  total = total_steps(config, num_train_examples)
+  warmup = opt.warmup_steps if opt.warmup_steps >= 0 else int(opt.warmup_epochs * per_epoch)
+  decays = tuple(opt.decay_steps) or tuple(int(e * per_epoch) for e in opt.decay_epochs)
+  peak = peak_lr(config)
+
+  def schedule(step: jax.Array) -> jax.Array:
+    step = jnp.asarray(step, jnp.float32)
+    if opt.schedule == 'step':
+      after = peak * opt.decay_factor ** sum((step >= d).astype(jnp.float32) for d in decays)
+    elif opt.schedule == 'cosine':
+      progress = jnp.clip((step - warmup) / max(total - warmup, 1), 0.0, 1.0)
+      after = 0.5 * peak * (1.0 + jnp.cos(jnp.pi * progress))
+    else:
+      after = jnp.asarray(peak, jnp.float32)
+    return jnp.where(step < warmup, peak * step / max(warmup, 1), after)
+
+  return schedule
+
+
+def kernel_mask(params) -> dict:
+  """True for convolution and dense kernels: weight decay skips BN and biases."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
+
+
+def make(config: ml_collections.ConfigDict, num_train_examples: int):
+  """Returns (optax transformation, schedule): SGD with momentum, the L2 gradient
+  ``weight_decay * w`` added on kernels before momentum, as TF's loss-side L2 does."""
+  schedule = learning_rate(config, num_train_examples)
+  tx = optax.chain(
+      optax.add_decayed_weights(config.optimizer.weight_decay, mask=kernel_mask),
+      optax.sgd(schedule, momentum=config.optimizer.momentum,
+                nesterov=config.optimizer.nesterov))
+  return tx, schedule

@@ -1,0 +1,153 @@
+"""The pure parts of training: mesh, model, train state and the jitted train step.
+
+Free of tf.data and file I/O, so the benchmark runs it on any accelerator. The loop
+that drives it is ssl_jax/train.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+P = jax.sharding.PartitionSpec
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """A one-axis ('data') mesh over ``devices`` (default: all)."""
+  devices = list(devices if devices is not None else jax.devices())
+  return jax.make_mesh((len(devices),), ('data',), devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+  """Leading (batch) axis split over the data axis."""
+  return jax.sharding.NamedSharding(mesh, P('data'))
+
+
+def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+  """The same value on every device."""
+  return jax.sharding.NamedSharding(mesh, P())
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a run needs to continue: checkpointed as a whole."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  task_state: Any  # A method's state between steps (MoCo queue, BYOL target); or None.
+
+
+class Model(nn.Module):
+  """The encoder (its end points are the representation) and the task's head."""
+  encoder: nn.Module
+  head: nn.Module
+
+  def __call__(self, images: jax.Array, train: bool) -> Any:
+    return self.head(self.encoder(images, train=train), train=train)
+
+
+def import_task(config: ml_collections.ConfigDict) -> ModuleType:
+  """The module ssl_jax/tasks/<config.task>.py."""
+  return _import('ssl_jax.tasks', config.task)
+
+
+def build_encoder(config: ml_collections.ConfigDict, bn_groups: int = 1) -> nn.Module:
+  """The encoder of ssl_jax/models/<config.model.name>.py."""
+  return _import('ssl_jax.models', config.model.name).build(config.model, bn_groups=bn_groups)
+
+
+def _import(package: str, name: str) -> ModuleType:
+  try:
+    return importlib.import_module(f'{package}.{name}')
+  except ModuleNotFoundError as e:
+    if e.name != f'{package}.{name}':
+      raise
+    folder = importlib.import_module(package).__path__[0]
+    valid = sorted(f[:-3] for f in os.listdir(folder) if f.endswith('.py') and f[0] != '_')
+    raise ValueError(f'No module {name!r} in {package}; valid names: {", ".join(valid)}.') from None
+
+
+def build_model(config: ml_collections.ConfigDict, task: ModuleType, num_classes: int,
+                mesh: jax.sharding.Mesh) -> Model:
+  """Encoder + head; BN statistics per device when ``config.per_device_bn``."""
+  bn_groups = mesh.size if config.per_device_bn else 1
+  return Model(build_encoder(config, bn_groups), task.make_head(config, num_classes))
+
+
+def init_state(config: ml_collections.ConfigDict, model: Model, tx: optax.GradientTransformation,
+               task: ModuleType, input_shape: Sequence[int]) -> TrainState:
+  """Fresh state from ``config.seed``; jit it with replicated out_shardings."""
+  dummy = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+  variables = model.init({'params': jax.random.key(config.seed), 'dropout': jax.random.key(0)},
+                         dummy, train=False)
+  params = variables['params']
+  init_task_state = getattr(task, 'init_task_state', None)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params,
+      batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
+      task_state=init_task_state(config, params) if init_task_state else None)
+
+
+def make_train_step(config: ml_collections.ConfigDict, model: Model,
+                    tx: optax.GradientTransformation, task: ModuleType,
+                    schedule: Callable, mesh: jax.sharding.Mesh) -> Callable:
+  """The jitted ``(state, batch) -> (state, metrics)``.
+
+  The batch is a global array sharded over the mesh and the loss a mean over the global
+  batch, so XLA inserts the cross-device reductions and the result does not depend on the
+  number of devices. The state is replicated and donated.
+  """
+  base_key = jax.random.key(config.seed + 1)
+  update_task_state = getattr(task, 'update_task_state', None)
+
+  def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    key_views, key_dropout = jax.random.split(jax.random.fold_in(base_key, state.step))
+    views = task.views(batch, key_views, config)
+    inputs = jax.lax.with_sharding_constraint(views['inputs'], batch_sharding(mesh))
+
+    def loss_fn(params):
+      outputs, mutated = model.apply(
+          {'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
+          mutable=['batch_stats'], rngs={'dropout': key_dropout})
+      loss, metrics = task.loss(outputs, views, state.task_state, config)
+      return loss, (metrics, mutated['batch_stats'], outputs)
+
+    (loss, (metrics, batch_stats, outputs)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    task_state = state.task_state
+    if update_task_state:
+      task_state = update_task_state(task_state, params, outputs, views, state.step, config)
+    metrics = dict(metrics, loss=loss, learning_rate=schedule(state.step),
+                   grad_norm=optax.global_norm(grads))
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state, task_state=task_state)
+    return new_state, metrics
+
+  return jax.jit(train_step, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                 out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
+
+
+def make_views_fn(config: ml_collections.ConfigDict, task: ModuleType,
+                  mesh: jax.sharding.Mesh) -> Callable:
+  """Jitted ``(batch, step) -> views`` with the same keys as the train step (for the
+  image summary of the augmented inputs)."""
+  base_key = jax.random.key(config.seed + 1)
+
+  def views_fn(batch: dict, step: jax.Array) -> dict:
+    key_views, _ = jax.random.split(jax.random.fold_in(base_key, step))
+    return task.views(batch, key_views, config)
+
+  return jax.jit(views_fn, in_shardings=(batch_sharding(mesh), replicated(mesh)))

@@ -1,0 +1,42 @@
+"""Supervised baseline: softmax cross-entropy on the dataset's labels, with the same
+encoder, crops and colour augmentation as the pretext tasks."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+import tensorflow as tf
+
+from ssl_jax.data import augment
+from ssl_jax.data import preprocess as pp
+from ssl_jax.tasks import rotation
+
+
+def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDict) -> dict:
+  """A random crop and the label."""
+  return {'image': pp.train_crop(features['image'], seed, config),
+          'label': tf.cast(features['label'], tf.int32)}
+
+
+def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
+  """Colour jitter, scaled to [-1, 1]."""
+  images = augment.batch_brightness_saturation(
+      augment.to_unit(batch['image']), rng, config.input.brightness, config.input.saturation)
+  return {'inputs': augment.to_model_input(images), 'labels': batch['label']}
+
+
+def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """A linear classifier over the dataset's classes."""
+  del config
+  return rotation.Head(num_classes)
+
+
+def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
+  """Mean cross-entropy and top-1 accuracy."""
+  del task_state, config
+  logits = outputs.astype(jnp.float32)
+  xent = optax.softmax_cross_entropy_with_integer_labels(logits, views['labels']).mean()
+  return xent, {'accuracy': jnp.mean(jnp.argmax(logits, -1) == views['labels'])}
