@@ -60,6 +60,8 @@ def base_config() -> ConfigDict:
   c.model.k = 4.0  # Widening factor: k=4 is the standard ResNet50.
   c.model.units = (3, 4, 6, 3)  # Bottleneck units per stage (ResNet50).
   c.model.last_relu = True  # False is the paper's "(-)" variant (v2 only).
+  c.model.root_stride = 2  # 1 with stage_strides (1, 2, 2, 1): patch mode (§1.4).
+  c.model.stage_strides = (1, 2, 2, 2)
   c.model.dtype = 'float32'  # 'bfloat16' on accelerators.
   c.model.bn_momentum = 0.99
   c.model.bn_epsilon = 1e-3

@@ -48,7 +48,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.INFO)
-  logging.get_absl_logger().addFilter(_quiet_libraries)
+  logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
   results = run(flags.FLAGS.config, WORKDIR.value)
   if results is None:
     print('Stopped by SIGTERM after saving a checkpoint; run the same command to resume.')

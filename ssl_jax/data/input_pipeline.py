@@ -114,7 +114,7 @@ def train_batches(config: ml_collections.ConfigDict, builder, mesh: jax.sharding
   def prepare(position: tf.Tensor, example: dict) -> dict:
     features = {'image': preprocess.decode(example[image_key])}
     if label_key in example:
-      features['label'] = example[label_key]
+      features['label'] = tf.cast(example[label_key], tf.int32)
     example_seed = tf.stack([tf.cast(seed, tf.int64), position])
     return task_preprocess(features, example_seed, config)
 

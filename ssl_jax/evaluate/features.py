@@ -14,7 +14,6 @@ import numpy as np
 
 from ssl_jax import encoder as encoder_lib
 from ssl_jax import step as step_lib
-from ssl_jax.data import input_pipeline
 
 
 def pool_to_size(x: jax.Array, max_features: int) -> jax.Array:
@@ -48,6 +47,8 @@ def extract(config: ml_collections.ConfigDict, workdir: str, split: str,
     return {name: pool_to_size(end_points[name], config.lbfgs.max_features)
             for name in layers}
 
+  # TensorFlow is imported where the host pipeline runs (see ssl_jax/tasks/rotation.py).
+  from ssl_jax.data import input_pipeline
   builder = input_pipeline.get_builder(config)
   batches, _ = input_pipeline.eval_batches(config, builder, mesh, split)
   chunks, labels, masks = [], [], []

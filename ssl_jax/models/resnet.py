@@ -110,5 +110,7 @@ def build(model_config: ml_collections.ConfigDict, *, bn_groups: int = 1) -> Res
   """Builds the ResNet that ``model_config`` describes."""
   return ResNet(variant=model_config.variant, k=model_config.k,
                 units=tuple(model_config.units), last_relu=model_config.last_relu,
+                root_stride=model_config.root_stride,
+                stage_strides=tuple(model_config.stage_strides),
                 bn_momentum=model_config.bn_momentum, bn_epsilon=model_config.bn_epsilon,
                 bn_groups=bn_groups, dtype=jnp.dtype(model_config.dtype))

@@ -8,21 +8,27 @@ scaling count images, not inputs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-import tensorflow as tf
 
 from ssl_jax.data import augment
-from ssl_jax.data import preprocess as pp
+
+if TYPE_CHECKING:
+  import tensorflow as tf
 
 NUM_ROTATIONS = 4
 
 
 def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDict) -> dict:
   """One random crop per image; the rotations are made on the device."""
+  # TensorFlow is imported where the host pipeline runs, so that the device side of a
+  # task (views, head, loss) also runs where TensorFlow is absent (benchmarks).
+  from ssl_jax.data import preprocess as pp
   return {'image': pp.train_crop(features['image'], seed, config)}
 
 

@@ -3,22 +3,28 @@ encoder, crops and colour augmentation as the pretext tasks."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-import tensorflow as tf
 
 from ssl_jax.data import augment
-from ssl_jax.data import preprocess as pp
 from ssl_jax.tasks import rotation
+
+if TYPE_CHECKING:
+  import tensorflow as tf
 
 
 def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDict) -> dict:
   """A random crop and the label."""
+  # TensorFlow is imported where the host pipeline runs, so that the device side of a
+  # task (views, head, loss) also runs where TensorFlow is absent (benchmarks).
+  from ssl_jax.data import preprocess as pp
   return {'image': pp.train_crop(features['image'], seed, config),
-          'label': tf.cast(features['label'], tf.int32)}
+          'label': features['label']}
 
 
 def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:

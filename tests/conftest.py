@@ -1,0 +1,46 @@
+"""Test setup: 8 simulated CPU devices (set before JAX is imported) and a private TFDS
+data directory, so tests neither download nor touch ~/tensorflow_datasets."""
+
+import os
+import tempfile
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=8').strip()
+os.environ['JAX_PLATFORMS'] = 'cpu'
+os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'
+os.environ.setdefault('TFDS_DATA_DIR', tempfile.mkdtemp(prefix='ssl_jax_tfds_'))
+
+import pytest  # noqa: E402
+
+from ssl_jax import config_lib  # noqa: E402
+
+
+def tiny_config(**overrides) -> config_lib.ConfigDict:
+  """A ResNet of a few channels per layer, one unit per stage, on 16-px shipped images."""
+  config = config_lib.base_config()
+  config_lib.apply_runlocal(config)
+  config.model.k = 0.125
+  config.model.units = (1, 1, 1, 1)
+  config.input.image_size = 16
+  config.batch_size = 16
+  config.eval_batch_size = 64
+  config.total_steps = 4
+  config.optimizer.warmup_steps = 1
+  config.log_every = 2
+  config.checkpoint_every = 2
+  config.image_summary_every = 2
+  config.lbfgs.l2_grid = (1e-3, 1e-1)
+  config.lbfgs.max_iter = 100
+  for key, value in overrides.items():
+    node = config
+    *path, last = key.split('.')
+    for name in path:
+      node = node[name]
+    node[last] = value
+  config.lock()
+  return config
+
+
+@pytest.fixture
+def tiny():
+  return tiny_config

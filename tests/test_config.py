@@ -1,0 +1,82 @@
+"""Config system: arguments, locking, validation, JSON round trip, every config file."""
+
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from ssl_jax import config_lib
+
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), '..', 'configs', '*.py')))
+
+
+def _load(path):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_parse_arg_types_and_flags():
+  args = config_lib.parse_arg('k=16,runlocal,variant=v1', k=4.0, variant='v2', runlocal=False)
+  assert args.k == 16.0 and isinstance(args.k, float)
+  assert args.runlocal is True and args.variant == 'v1'
+
+
+def test_parse_arg_unknown_lists_valid():
+  with pytest.raises(ValueError, match='valid arguments: k, runlocal'):
+    config_lib.parse_arg('width=3', k=4.0, runlocal=False)
+
+
+def test_unknown_key_lists_valid_keys():
+  config = config_lib.lock(config_lib.base_config())
+  with pytest.raises(AttributeError, match='batch_size'):
+    config.bacth_size = 3
+  with pytest.raises(KeyError, match='valid keys here: .*batch_size'):
+    config_lib._merge(config_lib.base_config(), {'bacth_size': 3}, '')
+
+
+def test_validation_names_the_fix():
+  config = config_lib.base_config()
+  config.model.variant = 'v1'
+  config.model.last_relu = False
+  with pytest.raises(ValueError, match='only for v2'):
+    config_lib.lock(config)
+
+
+def test_json_round_trip_keeps_tuples():
+  config = config_lib.lock(config_lib.base_config())
+  again = config_lib.from_json(config_lib.to_json(config))
+  assert again.to_dict() == config.to_dict()
+  assert isinstance(again.model.units, tuple)
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
+@pytest.mark.parametrize('arg', ['', 'runlocal'])
+def test_every_config_loads_locked(path, arg):
+  config = _load(path).get_config(arg)
+  assert config.is_locked
+  assert _load(path).__doc__ and 'python -m ssl_jax.main' in _load(path).__doc__
+  if arg == 'runlocal':
+    assert config.dataset.name == 'cifar10_5k' and config.input.image_size <= 32
+
+
+def _parse_command_line(*args):
+  from absl import flags
+  from ml_collections import config_flags
+  argv = ['prog', *args]
+  flag_values = flags.FlagValues()
+  # config_flags reads the overrides from sys_argv (sys.argv when run as a program).
+  config_flags.DEFINE_config_file('config', None, '', flag_values=flag_values,
+                                  lock_config=True, sys_argv=argv)
+  flag_values(argv)
+  return flag_values.config
+
+
+def test_command_line_overrides_and_unknown_key():
+  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'rotation_resnet50.py')
+  config = _parse_command_line(f'--config={path}:runlocal', '--config.total_steps=7')
+  assert config.total_steps == 7 and config.model.k == 0.5
+  with pytest.raises(Exception, match='nonexistent'):
+    _parse_command_line(f'--config={path}', '--config.nonexistent=7')

@@ -1,0 +1,58 @@
+"""ResNet family: parameter counts against the reference table, end points, BN groups."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax.models import layers
+from ssl_jax.models import resnet
+
+# ../shared/reference/revisiting.md §1.5: conv kernels + BN, no head, millions.
+REFERENCE = {('v1', 4): 23.5, ('v1', 8): 93.9, ('v1', 12): 211.2, ('v1', 16): 375.4,
+             ('v2', 4): 23.5, ('v2', 8): 93.9, ('v2', 12): 211.2, ('v2', 16): 375.3}
+
+
+@pytest.mark.parametrize('variant,k', sorted(REFERENCE))
+def test_parameter_count_matches_reference(variant, k):
+  model = resnet.ResNet(variant=variant, k=k)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)),
+                                             train=False))
+  count = sum(x.size for x in jax.tree.leaves(shapes['params'])) / 1e6
+  assert round(count, 1) == REFERENCE[(variant, k)]
+
+
+def test_end_points_shapes_standard_width():
+  model = resnet.ResNet(variant='v2', k=4)
+  out = jax.eval_shape(lambda: model.init_with_output(
+      jax.random.key(0), jnp.zeros((2, 224, 224, 3)), train=False)[0])
+  assert {k: v.shape for k, v in out.items()} == {
+      'after_root': (2, 56, 56, 64), 'block1': (2, 56, 56, 256),
+      'block2': (2, 28, 28, 512), 'block3': (2, 14, 14, 1024),
+      'block4': (2, 7, 7, 2048), 'pre_logits': (2, 2048)}
+
+
+def test_minus_variant_keeps_negative_pre_logits():
+  x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+  for last_relu in (True, False):
+    model = resnet.ResNet(variant='v2', k=0.25, units=(1, 1, 1, 1), last_relu=last_relu)
+    variables = model.init(jax.random.key(0), x, train=False)
+    out, _ = model.apply(variables, x, train=True, mutable=['batch_stats'])
+    assert (out['pre_logits'].min() < 0) == (not last_relu)
+
+
+def test_batchnorm_groups_match_per_slice_statistics():
+  x = jax.random.normal(jax.random.key(0), (8, 3, 3, 5)) * jnp.arange(1, 9)[:, None, None, None]
+  bn = layers.BatchNorm(groups=4, epsilon=1e-3)
+  variables = bn.init(jax.random.key(0), x, train=False)
+  y, _ = bn.apply(variables, x, train=True, mutable=['batch_stats'])
+  for g in range(4):
+    part = np.asarray(x[2 * g:2 * g + 2])
+    expected = (part - part.mean((0, 1, 2))) / np.sqrt(part.var((0, 1, 2)) + 1e-3)
+    np.testing.assert_allclose(y[2 * g:2 * g + 2], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_fixed_padding_is_symmetric():
+  assert layers.fixed_padding(7) == (3, 3)
+  assert layers.fixed_padding(3) == (1, 1)
+  assert layers.fixed_padding(1) == (0, 0)

@@ -1,0 +1,69 @@
+"""Input pipeline: exact evaluation, resumable training stream, any TFDS dataset."""
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import tiny_config
+from ssl_jax import step as step_lib
+from ssl_jax.data import cifar10_5k
+from ssl_jax.data import input_pipeline
+from ssl_jax.tasks import supervised
+
+
+@pytest.fixture(scope='module')
+def builder():
+  return input_pipeline.get_builder(tiny_config())
+
+
+def test_shipped_dataset_is_the_shared_data(builder):
+  info = input_pipeline.dataset_info(tiny_config(), builder)
+  assert (info.num_classes, info.num_train_examples, info.num_test_examples) == (10, 4085, 1000)
+
+
+def test_eval_sees_every_example_once_on_8_devices(builder):
+  config = tiny_config(eval_batch_size=64, **{'input.image_size': 32})
+  mesh = step_lib.make_mesh()
+  batches, num_batches = input_pipeline.eval_batches(config, builder, mesh, 'test')
+  batches = list(batches)
+  assert num_batches == len(batches) == 16  # ceil(1000 / 64)
+  assert batches[0]['image'].sharding.spec == jax.sharding.PartitionSpec('data')
+  mask = np.concatenate([b['mask'] for b in batches]).astype(bool)
+  labels = np.concatenate([b['label'] for b in batches])[mask]
+  images = np.concatenate([b['image'] for b in batches])[mask]
+  with np.load(cifar10_5k.FILE) as data:
+    np.testing.assert_array_equal(labels, data['label'][cifar10_5k.NUM_TRAIN:])
+    np.testing.assert_array_equal(images, data['image'][cifar10_5k.NUM_TRAIN:])
+
+
+def test_train_stream_resumes_exactly_across_an_epoch(builder):
+  config = tiny_config(batch_size=16)
+  mesh = step_lib.make_mesh()
+  stream = input_pipeline.train_batches(config, builder, mesh, supervised.preprocess)
+  first = [next(stream) for _ in range(257)]  # 256 * 16 > 4085: crosses into epoch 1.
+  resumed = input_pipeline.train_batches(config, builder, mesh, supervised.preprocess, 255)
+  for expected in first[255:]:
+    got = next(resumed)
+    np.testing.assert_array_equal(got['image'], expected['image'])
+    np.testing.assert_array_equal(got['label'], expected['label'])
+  # Epochs are reshuffled: epoch 1 does not start like epoch 0.
+  epoch0 = np.concatenate([b['label'] for b in first[:2]])
+  assert not np.array_equal(epoch0[:11], first[255]['label'][5:])
+
+
+def test_batch_that_does_not_divide_over_devices_says_so():
+  with pytest.raises(ValueError, match='does not divide over 8 devices'):
+    input_pipeline.per_process_batch(12, step_lib.make_mesh())
+
+
+def test_any_tfds_dataset_by_name_mock_imagenet():
+  config = tiny_config(**{'dataset.name': 'imagenet2012', 'dataset.test_split': 'validation',
+                          'dataset.cache': False})
+  mesh = step_lib.make_mesh()
+  with tfds.testing.mock_data(num_examples=64):
+    builder = input_pipeline.get_builder(config)
+    assert input_pipeline.dataset_info(config, builder).num_classes == 1000
+    batch = next(input_pipeline.train_batches(config, builder, mesh, supervised.preprocess))
+  assert batch['image'].shape == (16, 16, 16, 3) and batch['image'].dtype == np.uint8
+  assert batch['label'].shape == (16,)

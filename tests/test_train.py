@@ -1,0 +1,84 @@
+"""End to end: the training loop, resume after SIGTERM, non-finite loss, load_encoder."""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+import ssl_jax
+from conftest import tiny_config
+from ssl_jax import checkpoint
+from ssl_jax import main as main_lib
+from ssl_jax import train
+
+
+def _params(workdir):
+  _, state = checkpoint.restore_raw(workdir)
+  return state['params']
+
+
+def test_end_to_end_run_writes_everything(tmp_path):
+  workdir = str(tmp_path / 'run')
+  results = main_lib.run(tiny_config(), workdir)
+  assert 0.0 <= results['lbfgs/pre_logits/top1'] <= 1.0
+  with open(os.path.join(workdir, 'results.json')) as f:
+    assert json.load(f)['lbfgs/pre_logits/top1'] == results['lbfgs/pre_logits/top1']
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f]
+  assert all('step' in r for r in rows) and any('loss' in r for r in rows)
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['task'] == 'rotation'
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints')))[-1] == '4'
+
+
+def test_resume_after_sigterm_matches_uninterrupted(tmp_path, monkeypatch):
+  config = tiny_config(total_steps=6)
+  straight = str(tmp_path / 'straight')
+  assert train.train(config, straight)
+
+  # Deliver SIGTERM right after the checkpoint of step 2 starts, as a preemption would.
+  interrupted = str(tmp_path / 'interrupted')
+  original_save = checkpoint.Checkpointer.save
+
+  def save_then_sigterm(self, step, state):
+    original_save(self, step, state)
+    if step == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(checkpoint.Checkpointer, 'save', save_then_sigterm)
+  assert not train.train(config, interrupted)
+  assert checkpoint.Checkpointer(interrupted).latest_step() == 3  # Saved on SIGTERM.
+  monkeypatch.setattr(checkpoint.Checkpointer, 'save', original_save)
+  assert train.train(config, interrupted)
+  for a, b in zip(jax.tree.leaves(_params(straight)), jax.tree.leaves(_params(interrupted))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  workdir = str(tmp_path / 'nan')
+  assert train.train(tiny_config(total_steps=2), workdir)
+  good = _params(workdir)
+  exploding = tiny_config(total_steps=6, **{'optimizer.base_lr': 1e30,
+                                             'optimizer.schedule': 'constant',
+                                             'optimizer.warmup_steps': 0})
+  with pytest.raises(train.NonFiniteLossError, match='last good checkpoint \\(step 2\\)'):
+    train.train(exploding, workdir)
+  assert checkpoint.Checkpointer(workdir).latest_step() == 2
+  for a, b in zip(jax.tree.leaves(good), jax.tree.leaves(_params(workdir))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_load_encoder_of_random_init(tmp_path):
+  workdir = str(tmp_path / 'init')
+  assert train.train(tiny_config(total_steps=0), workdir)
+  encode = ssl_jax.load_encoder(workdir)
+  images = np.random.default_rng(0).integers(0, 256, (3, 40, 48, 3)).astype(np.uint8)
+  end_points = encode(images)
+  assert end_points['pre_logits'].shape == (3, 64)  # 512 * k, k = 1/8.
+  assert set(end_points) == {'after_root', 'block1', 'block2', 'block3', 'block4',
+                             'pre_logits'}
+  with pytest.raises(ValueError, match='uint8 images'):
+    encode(images.astype(np.float32))
