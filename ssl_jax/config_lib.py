@@ -31,6 +31,9 @@ def base_config() -> ConfigDict:
   c.keep_checkpoints = 3
   c.image_summary_every = 1000  # 0 disables the image summary of augmented inputs.
   c.evals = ('lbfgs',)  # Modules in ssl_jax/evaluate/, run after training.
+  # Non-empty: do not train; evaluate the encoder of this workdir (configs/linear_eval.py).
+  c.encoder_workdir = ''
+  c.max_features = 9000  # Evaluated end points larger than this are max-pooled (§4.2).
 
   c.dataset = ConfigDict()
   c.dataset.name = 'cifar10_5k'  # Any TFDS image dataset; cifar10_5k ships with ssl_jax.
@@ -53,6 +56,35 @@ def base_config() -> ConfigDict:
   c.input.eval_crop_fraction = 0.875  # Central crop for evaluation.
   c.input.brightness = 32.0 / 255.0  # Max additive delta; 0 disables.
   c.input.saturation = (0.5, 1.5)  # Multiplicative range; (1, 1) disables.
+  # Patch tasks' evaluation representation (Revisiting §2.3): > 0 averages every end point
+  # over the eval_patch_grid^2 contiguous patches of a central crop (3: 9 patches of 64
+  # px from a 192-px crop of the image resized to 224 on its shorter side).
+  c.input.eval_patch_grid = 0
+  # Evaluation input: [-1, 1] (Rotation; the released linear-eval code for every task) or
+  # per-image (per-patch) standardisation, as the Exemplar and patch pretext inputs.
+  c.input.eval_standardize = False
+
+  # Exemplar (Revisiting §2.2): 8 augmented copies per image, triplet loss.
+  c.exemplar = ConfigDict()
+  c.exemplar.copies = 8
+  c.exemplar.embedding = 1000
+  c.exemplar.margin = 0.5
+  c.exemplar.normalize = 'vector'  # 'vector' (per embedding) or 'batch' (original code).
+  c.exemplar.grayscale = 0.66  # Probability that all copies of an image are grey.
+
+  # Jigsaw and Relative Patch Location (Revisiting §2.3, §2.4).
+  c.patches = ConfigDict()
+  c.patches.resize = 292  # Squashed resize before the crop.
+  c.patches.crop = 255  # Random crop (central for evaluation), split into grid^2 cells.
+  c.patches.grid = 3
+  c.patches.size = 64  # Random patch in each cell (random gaps).
+  c.patches.grayscale = 2.0 / 3.0
+  c.patches.grayscale_per = 'patch'  # 'patch' (paper) or 'image' (code, p=0.66).
+  c.patches.embedding = 1000  # Per-patch linear embedding (the backbone's logits layer).
+  c.patches.hidden = 4096  # FC head: hidden units (BN, ReLU, dropout).
+  c.patches.dropout = 0.5
+  c.patches.num_permutations = 100  # Jigsaw: size of the maximal-Hamming set.
+  c.patches.permutation_subset = 8  # Jigsaw: permutations sampled per step.
 
   c.model = ConfigDict()
   c.model.name = 'resnet'  # Module in ssl_jax/models/.
@@ -65,11 +97,16 @@ def base_config() -> ConfigDict:
   c.model.dtype = 'float32'  # 'bfloat16' on accelerators.
   c.model.bn_momentum = 0.99
   c.model.bn_epsilon = 1e-3
+  # Revisiting §4.6: a bias-free linear layer that sets the pre_logits size independently
+  # of k (0: none, pre_logits is the pooled block4).
+  c.model.representation_size = 0
+  c.model.vgg_names = 'paper'  # VGG end points named as the paper ('paper') or code ('code').
 
   c.optimizer = ConfigDict()
   c.optimizer.momentum = 0.9
   c.optimizer.nesterov = False
   c.optimizer.weight_decay = 1e-4  # On kernels only (Revisiting §3).
+  c.optimizer.fc_weight_decay = -1.0  # Kernels of modules named *_fcwd; -1: weight_decay.
   c.optimizer.base_lr = 0.1
   c.optimizer.lr_scaling = 'linear'  # lr = base_lr * batch_size / 256; or 'none'.
   c.optimizer.schedule = 'step'  # 'step', 'cosine' or 'constant'.
@@ -88,7 +125,26 @@ def base_config() -> ConfigDict:
   c.lbfgs.standardize = True  # Zero mean, unit variance features (train statistics).
   c.lbfgs.max_iter = 1000
   c.lbfgs.tol = 1e-5  # On the largest absolute gradient entry.
-  c.lbfgs.max_features = 9000  # Spatial maps are max-pooled to at most this (§4.2).
+
+  # SGD linear evaluation (Revisiting Table 2, reference §4): one head per end point,
+  # trained together on the frozen encoder with random crops; the released 8-core
+  # schedule (70 epochs, x0.1 at 30 and 50) at the paper's effective LR of 0.1.
+  c.linear = ConfigDict()
+  c.linear.layers = ('after_root', 'block1', 'block2', 'block3', 'block4', 'pre_logits')
+  c.linear.batch_size = 512
+  c.linear.base_lr = 0.1
+  c.linear.lr_scaling = 'none'  # 'linear' gives the code's 0.1 x B/256 (0.8 at 2048).
+  c.linear.momentum = 0.9
+  c.linear.total_epochs = 70.0
+  c.linear.total_steps = -1  # >= 0 overrides total_epochs.
+  c.linear.decay_epochs = (30.0, 50.0)
+  c.linear.resize = 256  # Shorter side before the random (train) crop of input.image_size.
+  c.linear.log_every = 100
+
+  # MLP probe (Revisiting §3.3): one hidden layer of 1000 ReLU units, same protocol.
+  c.mlp = ConfigDict()
+  c.mlp.hidden = 1000
+  c.mlp.dropout = 0.0  # The code's probe had 0.5; the paper mentions none.
   return c
 
 
@@ -105,7 +161,12 @@ def validate(config: ConfigDict) -> None:
     raise ValueError('batch_size and eval_batch_size must be positive.')
   if config.model.variant not in ('v1', 'v2'):
     raise ValueError(f"model.variant={config.model.variant!r}: use 'v1' or 'v2'.")
-  if config.model.variant == 'v1' and not config.model.last_relu:
+  if config.model.vgg_names not in ('paper', 'code'):
+    raise ValueError(f"model.vgg_names={config.model.vgg_names!r}: use 'paper' or 'code'.")
+  if config.model.representation_size < 0:
+    raise ValueError('model.representation_size must be >= 0 (0: no extra layer).')
+  if (config.model.name == 'resnet' and config.model.variant == 'v1'
+      and not config.model.last_relu):
     raise ValueError('model.last_relu=False (the "(-)" variant) exists only for v2 and '
                      'RevNet: ResNet50 v1 ends in a ReLU after every unit.')
   if config.optimizer.schedule not in ('step', 'cosine', 'constant'):
@@ -144,7 +205,10 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
 
 
 def apply_runlocal(config: ConfigDict) -> None:
-  """Shrinks ``config`` in place to a CPU run of a few minutes on the shipped data."""
+  """Shrinks ``config`` in place to a CPU run of a few minutes on the shipped data:
+  32-px images of the shipped CIFAR-10 subset, a ResNet of k=0.25 whose root conv keeps
+  stride 1 (a 32-px image would otherwise be 8 px after the root), whole images (no
+  random crop) and 1000 steps of batch 64 at the paper's effective LR of 0.1."""
   config.dataset.name = 'cifar10_5k'
   config.dataset.data_dir = ''
   config.dataset.train_split = 'train'
@@ -152,17 +216,89 @@ def apply_runlocal(config: ConfigDict) -> None:
   config.dataset.shuffle_buffer = 5_000
   config.dataset.cache = True
   config.input.image_size = 32
+  config.input.crop = 'resize'
   config.input.eval_crop_fraction = 1.0
-  config.model.k = 0.5
+  config.model.k = 0.25
+  config.model.root_stride = 1
   config.model.dtype = 'float32'
   config.batch_size = 64
   config.eval_batch_size = 512
-  config.total_steps = 300
+  config.total_steps = 1000
+  config.optimizer.base_lr = 0.4
   config.optimizer.warmup_steps = 20
   config.optimizer.schedule = 'cosine'
-  config.log_every = 25
-  config.checkpoint_every = 100
-  config.image_summary_every = 100
+  config.lbfgs.num_train_examples = -1
+  config.linear.batch_size = 256
+  config.linear.total_epochs = 20.0
+  config.linear.decay_epochs = (12.0, 16.0)
+  config.linear.resize = 36  # Random 32-px crops of the image resized to 36 px.
+  config.linear.log_every = 50
+  config.log_every = 50
+  config.checkpoint_every = 200
+  config.image_summary_every = 200
+
+
+# Test splits of the datasets the Revisiting study uses (TFDS names).
+TEST_SPLITS = {'imagenet2012': 'validation', 'places365_small': 'validation',
+               'cifar10_5k': 'test'}
+PATCH_TASKS = ('jigsaw', 'relative_patch')
+
+
+def revisiting_pretext(arg: str | None, *, task: str, model: str, k: float, variant: str,
+                       batch: int) -> tuple[ConfigDict, ConfigDict]:
+  """(config, parsed arguments): a Revisiting pretext config (reference §3 recipe),
+  unlocked, from the arguments ``model, k, variant, last_relu, representation_size,
+  dataset, batch, runlocal`` with the given defaults (k=0 means the default ``k``, or
+  0.25 with runlocal)."""
+  args = parse_arg(arg, model=model, k=0.0, variant=variant, last_relu=True,
+                   representation_size=0, dataset='imagenet2012', batch=batch,
+                   runlocal=False)
+  c = base_config()
+  c.task = task
+  c.model.name = args.model
+  c.model.k = args.k or k
+  c.model.variant = args.variant
+  c.model.last_relu = args.last_relu
+  c.model.representation_size = args.representation_size
+  c.dataset.name = args.dataset
+  c.dataset.test_split = TEST_SPLITS.get(args.dataset.split(':')[0], 'test')
+  c.batch_size = args.batch
+  c.model.dtype = 'bfloat16'  # Accelerators; runlocal sets float32.
+  c.lbfgs.num_train_examples = 100_000  # Features of 100k training images (memory).
+  if task in PATCH_TASKS:
+    if args.model != 'vgg':  # Reference §1.4: VGG keeps its strides on patches.
+      c.model.root_stride = 1
+      c.model.stage_strides = (1, 2, 2, 1)
+    # Evaluation: resize_small 224 -> central 192 crop -> 9 patches of 64 px (§2.3).
+    c.input.image_size = 192
+    c.input.eval_crop_fraction = 192 / 224
+    c.input.eval_patch_grid = 3
+    c.input.eval_standardize = True
+    c.linear.resize = 224
+    c.optimizer.fc_weight_decay = 5e-4
+  if args.runlocal:
+    apply_runlocal(c)
+    c.model.k = args.k or c.model.k
+    if task in PATCH_TASKS:
+      # 32-px images squashed to 96, a random 90 crop, 3 x 3 cells of 30, 24-px patches;
+      # evaluation: the whole image resized to 72, 9 contiguous patches of 24.
+      c.patches.resize, c.patches.crop, c.patches.size = 96, 90, 24
+      c.patches.hidden = 512
+      c.patches.embedding = 128
+      c.input.image_size = 72
+      c.input.eval_crop_fraction = 1.0
+      c.linear.resize = 80
+  return c, args
+
+
+def field_names(config: ConfigDict, prefix: str = '') -> set[str]:
+  """Every field as a dotted name ('model.k'), sections included ('model')."""
+  names = set()
+  for key, value in config.items():
+    names.add(prefix + key)
+    if isinstance(value, ConfigDict):
+      names |= field_names(value, prefix + key + '.')
+  return names
 
 
 def to_json(config: ConfigDict) -> str:

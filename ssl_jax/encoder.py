@@ -1,12 +1,15 @@
-"""Loading a trained (or randomly initialised) encoder from a workdir."""
+"""The frozen representation: a trained (or randomly initialised) encoder loaded from a
+workdir, applied with the evaluation preprocessing of its config."""
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -34,19 +37,70 @@ def restore_encoder(workdir: str) -> tuple[ml_collections.ConfigDict, nn.Module,
   return config, step_lib.build_encoder(config), variables, step
 
 
-def encoder_apply(encoder: nn.Module) -> Callable:
-  """Jitted ``(variables, uint8 images) -> end points`` in inference mode."""
-  return jax.jit(lambda variables, images: encoder.apply(
-      variables, augment.to_model_input(augment.to_unit(images)), train=False))
+def pool_to_size(x: jax.Array, max_features: int) -> jax.Array:
+  """Flattens an end point to [N, D]. Maps of more than ``max_features`` values are first
+  max-pooled with window = stride = ceil(sqrt(h*w*c / max_features)) (VALID), the rule of
+  the Revisiting linear-evaluation code (reference §4)."""
+  if x.ndim == 4:
+    _, h, w, c = x.shape
+    if h * w * c > max_features:
+      window = min(h, w, math.ceil(math.sqrt(h * w * c / max_features)))
+      x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
+                                (1, window, window, 1), 'VALID')
+  return x.reshape(x.shape[0], -1).astype(jnp.float32)
+
+
+def split_into_patches(images: jax.Array, grid: int) -> jax.Array:
+  """[N, S, S, C] -> the grid x grid contiguous patches, row-major, [N * grid^2, S/grid,
+  S/grid, C] (the patch tasks' evaluation input, Revisiting §2.3)."""
+  n, size, _, c = images.shape
+  side = size // grid
+  patches = images[:, :grid * side, :grid * side].reshape(n, grid, side, grid, side, c)
+  return patches.transpose(0, 1, 3, 2, 4, 5).reshape(n * grid * grid, side, side, c)
+
+
+def representation(config: ml_collections.ConfigDict, encoder: nn.Module,
+                   layers: Sequence[str] | None, max_features: int | None) -> Callable:
+  """``(variables, uint8 images) -> {layer: features}`` of the frozen encoder.
+
+  Inputs are scaled to [-1, 1] or standardised (``input.eval_standardize``). With
+  ``input.eval_patch_grid`` > 0 every end point is taken per patch, pooled (§4.2) and
+  averaged over the patches (Revisiting §2.3). ``max_features=None`` keeps the maps
+  unpooled and unflattened (averaged over patches elementwise).
+  """
+  grid = config.input.eval_patch_grid
+
+  def fn(variables: dict, images: jax.Array) -> dict:
+    x = augment.to_unit(images)
+    if grid:
+      x = split_into_patches(x, grid)
+    x = augment.standardize(x) if config.input.eval_standardize else augment.to_model_input(x)
+    end_points = encoder.apply(variables, x, train=False)
+    missing = set(layers or ()) - set(end_points)
+    if missing:
+      raise ValueError(f'Unknown layers {sorted(missing)}; this encoder has '
+                       f'{sorted(end_points)}.')
+    out = {}
+    for name in layers or end_points:
+      y = end_points[name]
+      if max_features is not None:
+        y = pool_to_size(y, max_features)
+      if grid:
+        y = y.reshape((images.shape[0], grid * grid) + y.shape[1:]).mean(1)
+      out[name] = y.astype(jnp.float32)
+    return out
+
+  return fn
 
 
 def load_encoder(workdir: str) -> Callable[[np.ndarray], dict]:
   """A function from uint8 images [N, H, W, 3] to the dict of end points of the encoder
-  in ``workdir``, with the config's evaluation preprocessing (central crop and resize).
+  in ``workdir``, with the config's evaluation preprocessing (central crop and resize;
+  for patch tasks the end points are averaged over the patches).
   A workdir trained with ``total_steps=0`` holds the random initialisation."""
   from ssl_jax.data import input_pipeline  # tf.data is only needed for the preprocessing.
   config, encoder, variables, _ = restore_encoder(workdir)
-  apply = encoder_apply(encoder)
+  apply = jax.jit(representation(config, encoder, layers=None, max_features=None))
 
   def fn(images: np.ndarray) -> dict:
     images = np.asarray(images)

@@ -16,6 +16,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from ssl_jax import checkpoint
+from ssl_jax import config_lib
 from ssl_jax import train
 from ssl_jax import writers
 
@@ -26,14 +27,18 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def run(config, workdir: str) -> dict[str, float] | None:
-  """Trains, then runs ``config.evals``; returns the results (None if preempted)."""
-  if not train.train(config, workdir):
+  """Trains (unless ``config.encoder_workdir`` names a trained encoder), then runs
+  ``config.evals``; returns the results (None if preempted)."""
+  source = config.encoder_workdir or workdir
+  if config.encoder_workdir:
+    train.save_config(config, workdir)
+  elif not train.train(config, workdir):
     return None
-  step = checkpoint.Checkpointer(workdir).latest_step()
+  step = checkpoint.Checkpointer(source).latest_step()
   results = {}
   for name in config.evals:
     evaluator = importlib.import_module(f'ssl_jax.evaluate.{name}')
-    results.update(evaluator.run(config, workdir))
+    results.update(evaluator.run(config, source))
   writers.write_results(results, workdir, step)
   return results
 
@@ -58,5 +63,17 @@ def main(argv):
       print(f'{key} = {value:.4f}')
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, after checking that every --config.KEY override names a field of
+  the base config (all configs share its fields); an unknown one lists the valid keys."""
+  valid = config_lib.field_names(config_lib.base_config())
+  keys = [a.split('=')[0][len('--config.'):] for a in argv[1:] if a.startswith('--config.')]
+  unknown = [key for key in keys if key not in valid]
+  if unknown:
+    raise app.UsageError(f'Unknown config key {unknown[0]!r}; valid keys: '
+                         f'{", ".join(sorted(valid))}.')
+  return flags.FLAGS(argv)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -52,10 +52,32 @@ def learning_rate(config: ml_collections.ConfigDict, num_train_examples: int) ->
   return schedule
 
 
-def kernel_mask(params) -> dict:
-  """True for convolution and dense kernels: weight decay skips BN and biases."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
+def weight_decay_rates(params, config: ml_collections.ConfigDict) -> dict:
+  """The L2 rate of every parameter: ``optimizer.weight_decay`` on conv and dense kernels,
+  0 on BN parameters and biases (Revisiting §3). Module-name suffixes mark exceptions:
+  ``_nowd`` takes none (RevNet's root "random projection", reference §1.2) and ``_fcwd``
+  takes ``optimizer.fc_weight_decay`` when it is >= 0 (the patch tasks' FC head, 5e-4)."""
+  opt = config.optimizer
+
+  def rate(path, _) -> float:
+    names = [str(getattr(p, 'key', '')) for p in path]
+    if names[-1] != 'kernel' or any(n.endswith('_nowd') for n in names):
+      return 0.0
+    if opt.fc_weight_decay >= 0 and any(n.endswith('_fcwd') for n in names):
+      return opt.fc_weight_decay
+    return opt.weight_decay
+
+  return jax.tree_util.tree_map_with_path(rate, params)
+
+
+def add_weight_decay(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adds ``rate * w`` to each gradient, the gradient of TF's loss-side 0.5 * rate * w^2."""
+
+  def update(updates, state, params):
+    rates = weight_decay_rates(params, config)
+    return jax.tree.map(lambda g, r, p: g + r * p, updates, rates, params), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def make(config: ml_collections.ConfigDict, num_train_examples: int):
@@ -63,7 +85,7 @@ def make(config: ml_collections.ConfigDict, num_train_examples: int):
   ``weight_decay * w`` added on kernels before momentum, as TF's loss-side L2 does."""
   schedule = learning_rate(config, num_train_examples)
   tx = optax.chain(
-      optax.add_decayed_weights(config.optimizer.weight_decay, mask=kernel_mask),
+      add_weight_decay(config),
       optax.sgd(schedule, momentum=config.optimizer.momentum,
                 nesterov=config.optimizer.nesterov))
   return tx, schedule

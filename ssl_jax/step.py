@@ -49,12 +49,13 @@ class TrainState:
 
 
 class Model(nn.Module):
-  """The encoder (its end points are the representation) and the task's head."""
+  """The encoder (its end points are the representation) and the task's head, which
+  also sees the views (e.g. the permutations of a jigsaw puzzle)."""
   encoder: nn.Module
   head: nn.Module
 
-  def __call__(self, images: jax.Array, train: bool) -> Any:
-    return self.head(self.encoder(images, train=train), train=train)
+  def __call__(self, views: dict, train: bool) -> Any:
+    return self.head(self.encoder(views['inputs'], train=train), views, train=train)
 
 
 def import_task(config: ml_collections.ConfigDict) -> ModuleType:
@@ -85,12 +86,22 @@ def build_model(config: ml_collections.ConfigDict, task: ModuleType, num_classes
   return Model(build_encoder(config, bn_groups), task.make_head(config, num_classes))
 
 
+def example_shape(config: ml_collections.ConfigDict, task: ModuleType) -> tuple[int, ...]:
+  """The shape of one example's ``image`` as the task's host preprocessing makes it:
+  ``task.input_shape(config)`` if the task defines it (patches, copies), else a crop."""
+  if hasattr(task, 'input_shape'):
+    return tuple(task.input_shape(config))
+  return (config.input.image_size, config.input.image_size, 3)
+
+
 def init_state(config: ml_collections.ConfigDict, model: Model, tx: optax.GradientTransformation,
-               task: ModuleType, input_shape: Sequence[int]) -> TrainState:
+               task: ModuleType) -> TrainState:
   """Fresh state from ``config.seed``; jit it with replicated out_shardings."""
-  dummy = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+  dummy = {'image': jnp.zeros((1,) + example_shape(config, task), jnp.uint8),
+           'label': jnp.zeros((1,), jnp.int32)}
+  views = task.views(dummy, jax.random.key(0), config)
   variables = model.init({'params': jax.random.key(config.seed), 'dropout': jax.random.key(0)},
-                         dummy, train=False)
+                         views, train=False)
   params = variables['params']
   init_task_state = getattr(task, 'init_task_state', None)
   return TrainState(
@@ -114,11 +125,11 @@ def make_train_step(config: ml_collections.ConfigDict, model: Model,
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     key_views, key_dropout = jax.random.split(jax.random.fold_in(base_key, state.step))
     views = task.views(batch, key_views, config)
-    inputs = jax.lax.with_sharding_constraint(views['inputs'], batch_sharding(mesh))
+    views['inputs'] = jax.lax.with_sharding_constraint(views['inputs'], batch_sharding(mesh))
 
     def loss_fn(params):
       outputs, mutated = model.apply(
-          {'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
+          {'params': params, 'batch_stats': state.batch_stats}, views, train=True,
           mutable=['batch_stats'], rngs={'dropout': key_dropout})
       loss, metrics = task.loss(outputs, views, state.task_state, config)
       return loss, (metrics, mutated['batch_stats'], outputs)
@@ -140,14 +151,18 @@ def make_train_step(config: ml_collections.ConfigDict, model: Model,
                  out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
 
 
-def make_views_fn(config: ml_collections.ConfigDict, task: ModuleType,
-                  mesh: jax.sharding.Mesh) -> Callable:
-  """Jitted ``(batch, step) -> views`` with the same keys as the train step (for the
-  image summary of the augmented inputs)."""
+def make_summary_fn(config: ml_collections.ConfigDict, task: ModuleType,
+                    mesh: jax.sharding.Mesh, num_images: int = 8) -> Callable:
+  """Jitted ``(batch, step) -> the first network inputs`` as the train step augments them,
+  each rescaled to [0, 1] for display (inputs may be standardised, not in [-1, 1])."""
   base_key = jax.random.key(config.seed + 1)
 
-  def views_fn(batch: dict, step: jax.Array) -> dict:
+  def summary_fn(batch: dict, step: jax.Array) -> jax.Array:
     key_views, _ = jax.random.split(jax.random.fold_in(base_key, step))
-    return task.views(batch, key_views, config)
+    inputs = task.views(batch, key_views, config)['inputs'][:num_images]
+    low = inputs.min(axis=(1, 2, 3), keepdims=True)
+    high = inputs.max(axis=(1, 2, 3), keepdims=True)
+    return (inputs - low) / jnp.maximum(high - low, 1e-6)
 
-  return jax.jit(views_fn, in_shardings=(batch_sharding(mesh), replicated(mesh)))
+  return jax.jit(summary_fn, in_shardings=(batch_sharding(mesh), replicated(mesh)),
+                 out_shardings=replicated(mesh))

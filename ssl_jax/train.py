@@ -72,8 +72,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   tx, schedule = optim.make(config, info.num_train_examples)
   total = optim.total_steps(config, info.num_train_examples)
   model = step_lib.build_model(config, task, info.num_classes, mesh)
-  input_shape = (config.input.image_size, config.input.image_size, 3)
-  state = jax.jit(functools.partial(step_lib.init_state, config, model, tx, task, input_shape),
+  state = jax.jit(functools.partial(step_lib.init_state, config, model, tx, task),
                   out_shardings=step_lib.replicated(mesh))()
   ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints)
   state = ckpt.restore(state)
@@ -90,7 +89,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 
   writer = writers.create(workdir)
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh)
-  views_fn = step_lib.make_views_fn(config, task, mesh)
+  summary_fn = step_lib.make_summary_fn(config, task, mesh)
   batches = input_pipeline.train_batches(config, builder, mesh, task.preprocess, start)
   progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
                                              every_steps=config.log_every)
@@ -107,8 +106,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       progress(step + 1)
       done = step + 1
       if config.image_summary_every and (step == start or done % config.image_summary_every == 0):
-        inputs = views_fn(batch, jnp.asarray(step))['inputs'][:8]
-        writer.write_images(done, {'augmented_inputs': np.asarray((inputs + 1) / 2)})
+        writer.write_images(done, {'augmented_inputs': np.asarray(
+            summary_fn(batch, jnp.asarray(step)))})
       stop = STOP_REQUESTED.is_set()
       if done % config.log_every == 0 or done == total or stop:
         _check_finite(pending, last_saved, workdir)

@@ -32,3 +32,13 @@ def test_brightness_saturation_range_and_identity():
   assert not np.allclose(y, x)
   same = augment.batch_brightness_saturation(x, jax.random.key(0), 0.0, (1.0, 1.0))
   np.testing.assert_allclose(same, x, atol=1e-5)
+
+
+def test_standardize_and_grayscale_match_tf():
+  x = _images(n=3, size=5) * 255
+  np.testing.assert_allclose(augment.standardize(x), tf.image.per_image_standardization(x),
+                             rtol=1e-4, atol=1e-4)
+  flat = np.full((1, 4, 4, 3), 7.0, np.float32)  # std 0: divided by 1/sqrt(N), not 0.
+  np.testing.assert_allclose(augment.standardize(flat), 0.0)
+  np.testing.assert_allclose(augment.rgb_to_grayscale(x)[..., :1],
+                             tf.image.rgb_to_grayscale(x), rtol=1e-4, atol=1e-3)

@@ -52,14 +52,17 @@ def test_json_round_trip_keeps_tuples():
   assert isinstance(again.model.units, tuple)
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
+TRAINING_CONFIGS = [p for p in CONFIGS if not p.endswith('linear_eval.py')]
+
+
+@pytest.mark.parametrize('path', TRAINING_CONFIGS, ids=os.path.basename)
 @pytest.mark.parametrize('arg', ['', 'runlocal'])
 def test_every_config_loads_locked(path, arg):
   config = _load(path).get_config(arg)
   assert config.is_locked
   assert _load(path).__doc__ and 'python -m ssl_jax.main' in _load(path).__doc__
   if arg == 'runlocal':
-    assert config.dataset.name == 'cifar10_5k' and config.input.image_size <= 32
+    assert config.dataset.name == 'cifar10_5k' and 0 < config.total_steps <= 1000
 
 
 def _parse_command_line(*args):
@@ -77,6 +80,27 @@ def _parse_command_line(*args):
 def test_command_line_overrides_and_unknown_key():
   path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'rotation_resnet50.py')
   config = _parse_command_line(f'--config={path}:runlocal', '--config.total_steps=7')
-  assert config.total_steps == 7 and config.model.k == 0.5
+  assert config.total_steps == 7 and config.model.k == 0.25
   with pytest.raises(Exception, match='nonexistent'):
     _parse_command_line(f'--config={path}', '--config.nonexistent=7')
+
+
+def test_main_lists_valid_keys_for_unknown_override(monkeypatch):
+  from absl import app
+  from absl import flags
+  from ssl_jax import main as main_lib
+  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'rotation_resnet50.py')
+  argv = ['prog', f'--config={path}:runlocal', '--workdir=/tmp/unused',
+          '--config.bacth_size=3']
+  monkeypatch.setattr('sys.argv', argv)  # config_flags reads the overrides from sys.argv.
+  try:
+    with pytest.raises(app.UsageError, match="'bacth_size'; valid keys: .*batch_size"):
+      main_lib.parse_flags(argv)
+  finally:
+    flags.FLAGS.unparse_flags()
+
+
+def test_linear_eval_config_needs_a_workdir():
+  path = [p for p in CONFIGS if p.endswith('linear_eval.py')][0]
+  with pytest.raises(ValueError, match='needs workdir=PATH'):
+    _load(path).get_config('protocol=linear')

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from ssl_jax.evaluate import features as features_lib
+from ssl_jax import encoder as encoder_lib
 from ssl_jax.evaluate import lbfgs
 
 
@@ -43,9 +43,9 @@ def test_select_l2_prefers_regularisation_when_overfitting():
 
 def test_pool_to_size_follows_the_9000_rule():
   x = jnp.arange(2 * 14 * 14 * 100, dtype=jnp.float32).reshape(2, 14, 14, 100)
-  pooled = features_lib.pool_to_size(x, 9000)
+  pooled = encoder_lib.pool_to_size(x, 9000)
   # ceil(sqrt(19600 / 9000)) = 2: 7 x 7 x 100 = 4900 features.
   assert pooled.shape == (2, 4900)
   np.testing.assert_array_equal(pooled.reshape(2, 7, 7, 100)[:, 0, 0],
                                 np.maximum.reduce([x[:, i, j] for i in (0, 1) for j in (0, 1)]))
-  assert features_lib.pool_to_size(jnp.ones((2, 8)), 9000).shape == (2, 8)
+  assert encoder_lib.pool_to_size(jnp.ones((2, 8)), 9000).shape == (2, 8)

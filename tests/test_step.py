@@ -15,7 +15,7 @@ def _one_step(config, devices, batch):
   task = step_lib.import_task(config)
   tx, schedule = optim.make(config, 1000)
   model = step_lib.build_model(config, task, 10, mesh)
-  state = jax.jit(lambda: step_lib.init_state(config, model, tx, task, (16, 16, 3)),
+  state = jax.jit(lambda: step_lib.init_state(config, model, tx, task),
                   out_shardings=step_lib.replicated(mesh))()
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh)
   batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
@@ -69,6 +69,14 @@ def test_cosine_schedule():
 
 
 def test_weight_decay_only_on_kernels():
-  params = {'conv': {'kernel': jnp.ones(2)}, 'bn': {'scale': jnp.ones(2), 'bias': jnp.ones(2)}}
-  assert optim.kernel_mask(params) == {'conv': {'kernel': True},
-                                       'bn': {'scale': False, 'bias': False}}
+  params = {'conv': {'kernel': jnp.ones(2)}, 'bn': {'scale': jnp.ones(2), 'bias': jnp.ones(2)},
+            'root_nowd': {'kernel': jnp.ones(2)}, 'head': {'fc1_fcwd': {'kernel': jnp.ones(2)}}}
+  config = tiny_config(**{'optimizer.weight_decay': 1e-4, 'optimizer.fc_weight_decay': 5e-4})
+  assert optim.weight_decay_rates(params, config) == {
+      'conv': {'kernel': 1e-4}, 'bn': {'scale': 0.0, 'bias': 0.0},
+      'root_nowd': {'kernel': 0.0}, 'head': {'fc1_fcwd': {'kernel': 5e-4}}}
+  # The transformation adds rate * w to the gradient.
+  tx = optim.add_weight_decay(config)
+  grads = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  assert float(updates['conv']['kernel'][0]) == np.float32(1e-4)

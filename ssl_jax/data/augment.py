@@ -76,3 +76,20 @@ def batch_brightness_saturation(images: jax.Array, key: jax.Array, brightness: f
   keys = jax.random.split(key, images.shape[0])
   return jax.vmap(brightness_saturation, in_axes=(0, 0, None, None))(
       images, keys, brightness, tuple(saturation))
+
+
+def rgb_to_grayscale(image: jax.Array) -> jax.Array:
+  """Luma with tf.image.rgb_to_grayscale's weights, tiled back to 3 channels."""
+  luma = image @ jnp.asarray([0.2989, 0.5870, 0.1140], image.dtype)
+  return jnp.repeat(luma[..., None], 3, axis=-1)
+
+
+def standardize(x: jax.Array, axes: tuple[int, ...] = (-3, -2, -1)) -> jax.Array:
+  """tf.image.per_image_standardization over ``axes``: (x - mean) / max(std, 1/sqrt(N)),
+  N the number of values standardised together (Revisiting §2: per image or patch)."""
+  n = 1
+  for a in axes:
+    n *= x.shape[a]
+  mean = x.mean(axes, keepdims=True)
+  std = jnp.sqrt(jnp.square(x - mean).mean(axes, keepdims=True))
+  return (x - mean) / jnp.maximum(std, 1.0 / jnp.sqrt(float(n)))

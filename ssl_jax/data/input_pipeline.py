@@ -88,13 +88,15 @@ def _to_global(batch: dict, sharding: jax.sharding.NamedSharding) -> dict:
 
 
 def train_batches(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh,
-                  task_preprocess: Callable, start_step: int = 0) -> Iterator[dict]:
+                  task_preprocess: Callable, start_step: int = 0,
+                  batch_size: int | None = None) -> Iterator[dict]:
   """Endless global training batches from ``start_step`` on, sharded over ``mesh``.
 
-  ``task_preprocess(features, seed, config)`` is the task's host-side preprocessing.
+  ``task_preprocess(features, seed, config)`` is the task's host-side preprocessing;
+  ``batch_size`` (global) defaults to ``config.batch_size``.
   """
   split = process_split(config.dataset.train_split)
-  local_batch = per_process_batch(config.batch_size, mesh)
+  local_batch = per_process_batch(batch_size or config.batch_size, mesh)
   num_local = builder.info.splits[split].num_examples
   if num_local < local_batch:
     raise ValueError(f'Split {split!r} holds {num_local} examples on this process, fewer '

@@ -49,3 +49,15 @@ def eval_image(image: tf.Tensor, config: ml_collections.ConfigDict) -> tf.Tensor
   top, left = (height - side) // 2, (width - side) // 2
   image = tf.slice(image, [top, left, 0], [side, side, 3])
   return _resize(image, config.input.image_size)
+
+
+def resize_small_random_crop(image: tf.Tensor, seed: tf.Tensor, resize: int,
+                             size: int) -> tf.Tensor:
+  """Shorter side to ``resize`` (aspect kept), then a random ``size`` crop, uint8: the
+  training augmentation of the Revisiting linear evaluation (reference §4)."""
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  scale = resize / tf.reduce_min(shape)
+  new_shape = tf.cast(tf.round(shape * scale), tf.int32)
+  resized = tf.image.resize(image, new_shape, method='bilinear', antialias=True)
+  resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+  return tf.image.stateless_random_crop(resized, (size, size, 3), seed)

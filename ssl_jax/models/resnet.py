@@ -77,6 +77,7 @@ class ResNet(nn.Module):
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
   bn_groups: int = 1
+  representation_size: int = 0
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -102,7 +103,13 @@ class ResNet(nn.Module):
       x = bn(name='final_bn')(x, train)
       if self.last_relu:
         x = nn.relu(x)
-    end_points['pre_logits'] = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    if self.representation_size > 0:
+      # Revisiting §4.6 (reference §1.4, a porting assumption): a bias-free linear map
+      # after pooling sets the representation size independently of the width.
+      x = nn.Dense(self.representation_size, use_bias=False, kernel_init=layers.conv_init,
+                   dtype=self.dtype, name='representation')(x).astype(jnp.float32)
+    end_points['pre_logits'] = x
     return end_points
 
 
@@ -113,4 +120,5 @@ def build(model_config: ml_collections.ConfigDict, *, bn_groups: int = 1) -> Res
                 root_stride=model_config.root_stride,
                 stage_strides=tuple(model_config.stage_strides),
                 bn_momentum=model_config.bn_momentum, bn_epsilon=model_config.bn_epsilon,
-                bn_groups=bn_groups, dtype=jnp.dtype(model_config.dtype))
+                bn_groups=bn_groups, representation_size=model_config.representation_size,
+                dtype=jnp.dtype(model_config.dtype))

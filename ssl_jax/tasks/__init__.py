@@ -15,12 +15,20 @@ name. It defines:
     multiple of the batch, e.g. 4 rotations per image) and whatever the loss reads.
 
 ``make_head(config, num_classes) -> flax.linen.Module``
-    Maps the encoder's end points to the task's outputs: ``head(end_points, train=...)``.
+    Maps the encoder's end points (of ``views['inputs']``) to the task's outputs:
+    ``head(end_points, views, train=...)``; the views carry what the head needs besides
+    the end points (e.g. the permutations of a jigsaw puzzle).
 
 ``loss(outputs, views, task_state, config) -> (loss, metrics)``
     Pure: a scalar averaged over the global batch, and a dict of scalar metrics.
 
-Optionally, for methods that carry state between steps (a MoCo queue, a BYOL target):
+Optionally:
+
+``input_shape(config) -> tuple``
+    The shape of one example's ``image`` after ``preprocess`` when it is not a single
+    crop of ``input.image_size`` (9 patches, 8 copies); used to initialise the model.
+
+and, for methods that carry state between steps (a MoCo queue, a BYOL target):
 
 ``init_task_state(config, params) -> pytree`` and
 ``update_task_state(task_state, params, outputs, views, step, config) -> pytree``

@@ -58,8 +58,8 @@ class Head(nn.Module):
   num_outputs: int
 
   @nn.compact
-  def __call__(self, end_points: dict, train: bool) -> jax.Array:
-    del train
+  def __call__(self, end_points: dict, views: dict, train: bool) -> jax.Array:
+    del views, train
     return nn.Dense(self.num_outputs, name='logits')(end_points['pre_logits'])
 
 

@@ -1,0 +1,22 @@
+r"""Jigsaw on RevNet50 (the design card's example; Revisiting Table 1's Jigsaw column).
+
+    python -m ssl_jax.main --config=configs/jigsaw_revnet.py --workdir=gs://BUCKET/jigsaw_rev
+
+The Jigsaw recipe of configs/jigsaw_resnet50.py on the RevNet50 patch backbone (root stride
+1, stage strides 2, 2, 1), k=8 by default. Expected: the paper's Table 1 RevNet50 Jigsaw
+cells are not among the verified facts (reference §5): below Rel. Patch Loc.'s 50.5 on
+ResNet50 v1, as Jigsaw ranks below it on every architecture reported.
+
+    python -m ssl_jax.main --config=configs/jigsaw_revnet.py:runlocal --workdir=/tmp/jigsaw
+
+Arguments as configs/rotation_resnet50.py (model revnet, k default 8).
+"""
+
+from ssl_jax import config_lib
+
+
+def get_config(arg: str | None = None):
+  """Jigsaw on RevNet50 k=8."""
+  config, args = config_lib.revisiting_pretext(arg, task='jigsaw', model='revnet', k=8.0,
+                                         variant='v2', batch=128)
+  return config_lib.lock(config)

@@ -1,0 +1,127 @@
+"""RevNet50 with widening factor k (Revisiting, reference §1.2).
+
+A 7x7 root conv straight to 64k channels (no BN, ReLU or weight decay), the zero-padded
+root max-pool, then stages of 3/4/6/3 reversible units at widths 64k/128k/256k/512k joined
+by parameter-free transitions (average pool, zero channels), a final BN and ReLU.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssl_jax.models import layers
+
+
+class Residual(nn.Module):
+  """F of the reversible unit (§1.2): a shortcut-free v2 bottleneck, BN-ReLU-1x1 to
+  ``inner``, BN-ReLU-3x3 at ``inner``, BN-ReLU-1x1 to ``out``."""
+  inner: int
+  out: int
+  bn: Any
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    y = nn.relu(self.bn(name='bn1')(x, train))
+    y = layers.Conv(self.inner, 1, 1, self.dtype, name='conv1')(y)
+    y = nn.relu(self.bn(name='bn2')(y, train))
+    y = layers.Conv(self.inner, 3, 1, self.dtype, name='conv2')(y)
+    y = nn.relu(self.bn(name='bn3')(y, train))
+    return layers.Conv(self.out, 1, 1, self.dtype, name='conv3')(y)
+
+
+class RevUnit(nn.Module):
+  """Reversible unit on ``width`` channels (§1.2): x = [x1, x2] maps to [x2, x1 + F(x2)],
+  so the halves swap every unit; ``inverse`` recovers x with the same F."""
+  width: int
+  inner: int
+  bn: Any
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    # x1 takes width // 2 channels and x2 the rest (equal halves for even widths).
+    self.residual = Residual(self.inner, self.width // 2, self.bn, self.dtype)
+
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x1, x2 = x[..., :self.width // 2], x[..., self.width // 2:]
+    return jnp.concatenate([x2, x1 + self.residual(x2, train)], axis=-1)
+
+  def inverse(self, y: jax.Array, train: bool) -> jax.Array:
+    """x2 = y2 and x1 = y1 - F(x2), with y = [y2, y1]."""
+    split = self.width - self.width // 2
+    x2, y1 = y[..., :split], y[..., split:]
+    return jnp.concatenate([y1 - self.residual(x2, train), x2], axis=-1)
+
+
+def pool_and_widen(x: jax.Array, width: int, stride: int) -> jax.Array:
+  """Parameter-free stage transition (§1.2): a stride x stride average pool (SAME, padding
+  left out of the mean as in TF) when stride > 1, then zero channels on both sides,
+  [zeros, x, zeros], up to ``width`` (C/2 on each side when the width doubles)."""
+  if stride > 1:
+    # flax divides by a float32 window count when leaving padding out: keep x's dtype.
+    x = nn.avg_pool(x, (stride, stride), strides=(stride, stride), padding='SAME',
+                    count_include_pad=False).astype(x.dtype)
+  extra = width - x.shape[-1]
+  if extra < 0:
+    raise ValueError(f'A RevNet stage cannot narrow {x.shape[-1]} channels to {width}.')
+  return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
+
+
+class RevNet(nn.Module):
+  """Returns the end points after_root, block1..block4 and pre_logits."""
+  k: float = 4.0
+  units: Sequence[int] = (3, 4, 6, 3)
+  last_relu: bool = True
+  root_stride: int = 2
+  stage_strides: Sequence[int] = (1, 2, 2, 2)
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  bn_groups: int = 1
+  representation_size: int = 0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
+    bn = functools.partial(layers.BatchNorm, momentum=self.bn_momentum,
+                           epsilon=self.bn_epsilon, groups=self.bn_groups, dtype=self.dtype)
+    end_points = {}
+    # §1.2: the root conv is a "random projection" to 64k channels with no BN, no ReLU and
+    # no weight decay (the _nowd suffix excludes it in ssl_jax.optim).
+    x = layers.Conv(layers.channels(64, self.k), 7, self.root_stride, self.dtype,
+                    name='root_nowd')(x.astype(self.dtype))
+    x = layers.max_pool_3x3(x)
+    end_points['after_root'] = x
+    for stage, (num_units, stride) in enumerate(zip(self.units, self.stage_strides)):
+      width = layers.channels(64 * 2**stage, self.k)
+      # Identity for stage 1 at stride 1; stages 2-4 pool (stride 2) and double the width.
+      x = pool_and_widen(x, width, stride)
+      inner = layers.channels(8 * 2**stage, self.k)  # C/8: half of ResNet's at the same k.
+      for i in range(num_units):
+        x = RevUnit(width, inner, bn, self.dtype, name=f'block{stage + 1}_{i}')(x, train)
+      end_points[f'block{stage + 1}'] = x
+    x = bn(name='final_bn')(x, train)
+    if self.last_relu:
+      x = nn.relu(x)
+    x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    if self.representation_size > 0:
+      # Paper §4.6 / reference §1.4 porting assumption: bias-free linear map to the size.
+      x = nn.Dense(self.representation_size, use_bias=False, kernel_init=layers.conv_init,
+                   dtype=self.dtype, name='representation')(x).astype(jnp.float32)
+    end_points['pre_logits'] = x
+    return end_points
+
+
+def build(model_config: ml_collections.ConfigDict, *, bn_groups: int = 1) -> RevNet:
+  """Builds the RevNet that ``model_config`` describes (``variant`` is ignored, §1.2)."""
+  return RevNet(k=model_config.k, units=tuple(model_config.units),
+                last_relu=model_config.last_relu, root_stride=model_config.root_stride,
+                stage_strides=tuple(model_config.stage_strides),
+                bn_momentum=model_config.bn_momentum, bn_epsilon=model_config.bn_epsilon,
+                bn_groups=bn_groups, representation_size=model_config.representation_size,
+                dtype=jnp.dtype(model_config.dtype))

@@ -1,0 +1,206 @@
+"""Exemplar (Dosovitskiy et al. 2014), as studied in Revisiting (reference §2.2).
+
+Every image is its own class. Its examples are ``exemplar.copies`` independently augmented
+copies, and a linear embedding on pre_logits is trained with TF's semi-hard triplet loss:
+the copies of an image are positives of one another, every other input is a negative.
+
+Pipeline, in the original code's order (reference §2.2 [code], preprocessing steps 1-3):
+
+1. grayscale (RGB mean tiled to 3 channels) with probability ``exemplar.grayscale``, one
+   coin per image, so that all copies of an image are grey or all are colour;
+2. ``exemplar.copies`` independent Inception crops with flip (host, tf.data) and colour
+   jitter (device), each as in §2.1;
+3. per-copy standardisation (tf.image.per_image_standardization) of the [-1, 1] copy.
+
+The original greys the whole image before cropping; here the grey is taken on the device
+after the crop and the bilinear resize. The channel mean commutes with both, so the two
+differ only by the rounding of the resized crop to uint8 (and the original's integer mean
+of uint8 pixels).
+
+Embedding normalisation (``exemplar.normalize``, recorded in the run's config.json):
+``'vector'`` (default) L2-normalises each embedding, as TF's triplet loss expects;
+``'batch'`` is the original code's quirk, L2-normalising each embedding dimension along
+the batch axis (reference §2.2, normalisation quirk). Both act on the global batch: the
+original mined negatives and normalised per TPU core (8 images x 8 copies), here the
+distances, the mining and the normalisation span all ``batch_size * copies`` inputs, so the
+result does not depend on the number of devices.
+
+Batch sizes and learning-rate scaling count images, not inputs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssl_jax.data import augment
+
+if TYPE_CHECKING:
+  import tensorflow as tf
+
+NORMALIZATIONS = ('vector', 'batch')
+
+
+def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDict) -> dict:
+  """``exemplar.copies`` independent crops of the image: 'copies' uint8 [copies, S, S, 3].
+
+  Each copy is :func:`ssl_jax.data.preprocess.train_crop` (Inception crop and flip) with its
+  own seed split from the example's (reference §2.2 step 2); the grey coin, the colour
+  jitter and the standardisation are applied on the device by :func:`views`.
+  """
+  # TensorFlow is imported where the host pipeline runs, so that the device side of a
+  # task (views, head, loss) also runs where TensorFlow is absent (benchmarks).
+  import tensorflow as tf
+  from ssl_jax.data import preprocess as pp
+  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, config.exemplar.copies))
+  return {'copies': tf.stack([pp.train_crop(features['image'], s, config) for s in seeds])}
+
+
+def mean_grayscale(images: jax.Array) -> jax.Array:
+  """The original code's grey: the RGB mean tiled back to 3 channels (reference §2.2 step
+  1; not the luma weights of tf.image.rgb_to_grayscale)."""
+  return jnp.broadcast_to(images.mean(-1, keepdims=True), images.shape)
+
+
+def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
+  """Grey coin per image, colour jitter and standardisation per copy.
+
+  ``batch['copies']`` is uint8 [B, copies, S, S, 3] (from :func:`preprocess`). A batch of
+  single crops ``batch['image']`` [B, S, S, 3] (the dummy batch of ``step.init_state``, the
+  synthetic batch of the benchmark) is taken as ``copies`` identical crops, which the
+  jitter then makes different.
+
+  Returns ``inputs`` float32 [B * copies, S, S, 3], image-major (an image's copies are
+  adjacent, so they stay on one device when sharded), each copy standardised to zero mean
+  and unit variance rather than scaled to [-1, 1] (reference §2.2 step 3), and ``labels``
+  int32 [B * copies], the image index of each input (the triplet loss's classes).
+  """
+  copies = config.exemplar.copies
+  if 'copies' in batch:
+    images = batch['copies']
+  else:
+    images = jnp.broadcast_to(batch['image'][:, None],
+                              (batch['image'].shape[0], copies) + batch['image'].shape[1:])
+  if images.shape[1] != copies:
+    raise ValueError(f'The batch holds {images.shape[1]} copies per image, but '
+                     f'exemplar.copies={copies}.')
+  num_images = images.shape[0]
+  key_gray, key_jitter = jax.random.split(rng)
+  images = augment.to_unit(images)
+  # Step 1: one coin per image, shared by its copies (grey before the colour jitter, as
+  # the original greys before the Inception preprocessing; jitter keeps a grey image grey).
+  gray = jax.random.bernoulli(key_gray, config.exemplar.grayscale, (num_images,))
+  images = jnp.where(gray[:, None, None, None, None], mean_grayscale(images), images)
+  # Step 2: the colour jitter of §2.1, independently per copy.
+  images = images.reshape((num_images * copies,) + images.shape[2:])
+  images = augment.batch_brightness_saturation(
+      images, key_jitter, config.input.brightness, config.input.saturation)
+  # Step 3: slim's Inception preprocessing ends in [-1, 1]; each copy is then standardised.
+  inputs = augment.standardize(augment.to_model_input(images))
+  labels = jnp.repeat(jnp.arange(num_images, dtype=jnp.int32), copies)
+  return {'inputs': inputs, 'labels': labels}
+
+
+class Head(nn.Module):
+  """The embedding: a dense layer with bias on pre_logits (the backbone's logits layer of
+  the original, reference §2.2 [code] head)."""
+  embedding: int
+
+  @nn.compact
+  def __call__(self, end_points: dict, views: dict, train: bool) -> jax.Array:
+    del views, train
+    return nn.Dense(self.embedding, name='embedding')(end_points['pre_logits'])
+
+
+def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """The ``exemplar.embedding``-d embedding (num_classes of the dataset is not used)."""
+  del num_classes
+  return Head(config.exemplar.embedding)
+
+
+def l2_normalize(x: jax.Array, axis: int) -> jax.Array:
+  """tf.nn.l2_normalize: x / sqrt(max(sum(x^2, axis), 1e-12))."""
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), axis, keepdims=True), 1e-12))
+
+
+def normalize(embeddings: jax.Array, mode: str) -> jax.Array:
+  """[N, D] embeddings L2-normalised per vector ('vector') or, as the original code's
+  ``tf.nn.l2_normalize(logits, axis=0)``, per dimension along the batch ('batch')."""
+  if mode not in NORMALIZATIONS:
+    raise ValueError(f'exemplar.normalize={mode!r}: use one of {", ".join(NORMALIZATIONS)}.')
+  return l2_normalize(embeddings, axis=1 if mode == 'vector' else 0)
+
+
+def pairwise_squared_distances(x: jax.Array) -> jax.Array:
+  """[N, D] -> [N, N] squared Euclidean distances, |a|^2 + |b|^2 - 2 a.b clipped at 0, as
+  TF's metric-learning ``pairwise_distance(squared=True)``; the Gram matrix is computed at
+  full float32 precision (no TF32/bfloat16 passes on accelerators)."""
+  squared_norms = jnp.sum(jnp.square(x), -1)
+  gram = jnp.matmul(x, x.T, precision=jax.lax.Precision.HIGHEST)
+  return jnp.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * gram, 0.0)
+
+
+def semihard_triplet_loss(embeddings: jax.Array, copies: int,
+                          margin: float) -> tuple[jax.Array, dict]:
+  """TF's ``triplet_semihard_loss`` on image-major embeddings (reference §2.2 [code] loss).
+
+  ``embeddings`` [N, D] hold N / ``copies`` images' copies, each image's ``copies`` rows
+  adjacent; copies of one image share a label. With d the squared Euclidean distance,
+  every ordered pair (a, p) of distinct copies of one image is a positive, and its
+  negative n is the semi-hard one, the closest negative with d(a, n) > d(a, p), or, if
+  there is none, the farthest negative of a. The loss is the mean over all positives of
+  max(margin + d(a, p) - d(a, n), 0). As in TF, the choice of n carries no gradient; d(a, n)
+  of the chosen n does.
+
+  The positives of an anchor are the ``copies`` entries of its own image's block, so the
+  mining compares [N, copies, N] distances instead of TF's [N^2, N].
+
+  Returns the loss and metrics: ``triplet_accuracy``, the fraction of positives closer to
+  the anchor than all its negatives, and ``active_triplets``, the fraction with a nonzero
+  hinge.
+  """
+  n = embeddings.shape[0]
+  if copies < 2:
+    raise ValueError(f'exemplar.copies={copies}: the triplet loss needs at least 2 copies '
+                     'per image (positives are pairs of copies).')
+  if n % copies:
+    raise ValueError(f'{n} embeddings are not a whole number of images of {copies} copies.')
+  distances = pairwise_squared_distances(embeddings)  # [N, N]
+  index = jnp.arange(n)
+  image = index // copies
+  negative = image[:, None] != image[None, :]  # [N, N]
+  # d(a, p) for the members p of a's image, a itself included and masked out: [N, copies].
+  members = image[:, None] * copies + jnp.arange(copies)[None, :]
+  positive = members != index[:, None]
+  d_ap = jnp.take_along_axis(distances, members, axis=1)
+  # Semi-hard: the closest negative farther than d(a, p).
+  farther = negative[:, None, :] & (distances[:, None, :] > d_ap[:, :, None])  # [N, copies, N]
+  semihard = jnp.min(jnp.where(farther, distances[:, None, :], jnp.inf), -1)
+  # Otherwise the farthest negative (TF's masked_maximum; distances are >= 0, so a 0 fill
+  # gives the maximum over the negatives, and TF's 0 where an anchor has none).
+  farthest = jnp.max(jnp.where(negative, distances, 0.0), -1, keepdims=True)
+  d_an = jnp.where(jnp.any(farther, -1), semihard, farthest)
+  hinge = jnp.maximum(margin + d_ap - d_an, 0.0)
+  num_positives = n * (copies - 1)
+  loss = jnp.sum(jnp.where(positive, hinge, 0.0)) / num_positives
+  closest = jnp.min(jnp.where(negative, distances, jnp.inf), -1, keepdims=True)
+  metrics = {
+      'triplet_accuracy': jnp.sum(positive & (d_ap < closest)) / num_positives,
+      'active_triplets': jnp.sum(positive & (hinge > 0.0)) / num_positives,
+  }
+  return loss, metrics
+
+
+def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
+  """The semi-hard triplet loss of the normalised float32 embeddings of the global batch.
+
+  The loss reads the image-major layout of :func:`views` (``views['labels']`` spells it
+  out); XLA inserts the cross-device reductions of the global distance matrix.
+  """
+  del views, task_state
+  embeddings = normalize(outputs.astype(jnp.float32), config.exemplar.normalize)
+  return semihard_triplet_loss(embeddings, config.exemplar.copies, config.exemplar.margin)

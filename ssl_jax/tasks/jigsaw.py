@@ -1,0 +1,131 @@
+"""Jigsaw puzzles (Noroozi & Favaro 2016), as studied in Revisiting (reference §2.3).
+
+The 9 patches of an image (ssl_jax/tasks/patches.py) go through the network one by one;
+their embeddings are concatenated in the order of a permutation from a fixed set of 100
+with maximal Hamming distances, and the FC head predicts which permutation it was (a
+100-way classification).
+
+Per step, as the code: ``patches.permutation_subset`` (8) distinct permutations are
+drawn for the whole batch and every image is seen under each of them, so B images give
+9B patch forwards and 8B puzzles. Batch sizes and learning-rate scaling count images.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ssl_jax.tasks import patches
+
+NUM_PIECES = 9  # A 3x3 puzzle.
+
+# Host side: the patches of patches.extract_patches.
+preprocess = patches.preprocess
+input_shape = patches.input_shape
+
+
+@functools.lru_cache(maxsize=None)
+def _all_permutations() -> np.ndarray:
+  """All 9! = 362,880 permutations of 0..8, lexicographic, int8 [9!, 9]."""
+  return np.array(list(itertools.permutations(range(NUM_PIECES))), np.int8)
+
+
+@functools.lru_cache(maxsize=None)
+def _maximal_hamming(num: int, seed: int) -> np.ndarray:
+  candidates = _all_permutations()
+  if not 1 <= num <= len(candidates):
+    raise ValueError(f'num={num} permutations: choose between 1 and {len(candidates)}.')
+  available = np.ones(len(candidates), bool)
+  summed = np.zeros(len(candidates), np.int64)
+  chosen = [int(np.random.default_rng(seed).integers(len(candidates)))]
+  while True:
+    available[chosen[-1]] = False
+    if len(chosen) == num:
+      break
+    summed += (candidates != candidates[chosen[-1]]).sum(1)
+    chosen.append(int(np.argmax(np.where(available, summed, -1))))
+  result = candidates[chosen].astype(np.int32)
+  result.flags.writeable = False
+  return result
+
+
+def maximal_hamming_permutations(num: int = 100, seed: int = 0) -> np.ndarray:
+  """``num`` permutations of 0..8 with large pairwise Hamming distances, int32 [num, 9].
+
+  Noroozi & Favaro's Algorithm 1 (the generator of the published set that Revisiting
+  uses; reference §2.3): start from a permutation drawn uniformly from all 9! with
+  ``np.random.default_rng(seed)``; then repeatedly add the permutation, among those not
+  yet chosen, whose Hamming distance summed over the chosen ones is largest (ties: the
+  first in lexicographic order, as MATLAB's max). For num=100, seed=0 the pairwise
+  distances are min 2, mean 8.08, max 9, the statistics of the published set (which
+  is a different set: its random start and tie-breaks are not known). Computed on first
+  use (about a second) and cached; the returned array is read-only.
+  """
+  return _maximal_hamming(num, seed)
+
+
+def permutation_table(config: ml_collections.ConfigDict) -> jax.Array:
+  """The task's fixed set, int32 [patches.num_permutations, 9]."""
+  if patches.num_patches(config) != NUM_PIECES:
+    raise ValueError(f'Jigsaw uses a 3x3 grid (9 pieces); patches.grid='
+                     f'{config.patches.grid}.')
+  return jnp.asarray(maximal_hamming_permutations(config.patches.num_permutations))
+
+
+def permute(pieces: jax.Array, permutations: jax.Array) -> jax.Array:
+  """[B, 9, ...] pieces and [P, 9] permutations -> the puzzles [B, P, 9, ...].
+
+  Puzzle (b, j) holds at position i the piece permutations[j, i] of image b, i.e. the
+  pieces in the order of the permutation (as the code's gather); the network predicts
+  the permutation's index. The inverse permutation puts the pieces back.
+  """
+  return pieces[:, permutations]
+
+
+def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
+  """Augmented patches as inputs [9B, size, size, 3]; the step's permutations.
+
+  ``patches.permutation_subset`` distinct indices are drawn (without replacement) for the
+  whole batch from the views key; ``labels`` [B * P] are these indices tiled image-major,
+  so that puzzle b * P + j is image b under permutation ``labels[b * P + j]`` and stays
+  on the device of image b. ``permutations`` [P, 9] are the corresponding rows of the
+  table, read by the head.
+  """
+  table = permutation_table(config)
+  subset = config.patches.permutation_subset
+  if not 1 <= subset <= table.shape[0]:
+    raise ValueError(f'patches.permutation_subset={subset} must lie in 1..'
+                     f'{table.shape[0]} (patches.num_permutations).')
+  key_augment, key_subset = jax.random.split(rng)
+  images = batch['image']
+  indices = jax.random.permutation(key_subset, table.shape[0])[:subset]
+  return {'inputs': patches.augment_patches(images, key_augment, config),
+          'permutations': table[indices],
+          'labels': jnp.tile(indices, images.shape[0])}
+
+
+def _puzzles(embeddings: jax.Array, views: dict) -> jax.Array:
+  """[B, 9, E] embeddings -> [B * P, 9E] puzzles, the pieces concatenated in permutation
+  order (the code interleaves channel-major, a fixed re-ordering of the input of a freshly
+  initialised dense layer; reference §2.3)."""
+  puzzles = permute(embeddings, views['permutations'])
+  return puzzles.reshape(puzzles.shape[0] * puzzles.shape[1], -1)
+
+
+def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """Per-patch embedding, puzzles, FC head to ``patches.num_permutations`` logits (the
+  dataset's num_classes is not used)."""
+  del num_classes
+  return patches.make_patch_head(config, _puzzles, config.patches.num_permutations)
+
+
+def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
+  """Mean cross-entropy over the B * P puzzles, and the puzzle accuracy."""
+  del task_state, config
+  return patches.classification_loss(outputs, views['labels'], 'jigsaw_accuracy')

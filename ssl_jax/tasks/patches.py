@@ -1,0 +1,223 @@
+"""Patch machinery shared by Jigsaw and Relative Patch Location (Revisiting reference
+§2.3, §2.4).
+
+Host side (tf.data, stateless ops seeded per example): the image is resized, squashed,
+to ``patches.resize`` px, cropped to ``patches.crop`` px (random in training, central for
+the pretext evaluation), split into ``grid x grid`` cells of ``crop // grid`` px, and a
+``patches.size`` px patch is cut from each cell (random offsets, hence random gaps
+between patches; central offsets for the evaluation). What travels to the devices is
+``image``: uint8 [grid^2, size, size, 3] per example, patches in row-major cell order.
+
+Device side (jitted): grayscale (per patch, or one coin per image) and per-patch
+standardisation; the patches of a batch become the network inputs, image-major
+[B * grid^2, size, size, 3], so that an image's patches stay on its device.
+
+The head embeds every patch with a linear layer on its pre_logits (the backbone's logits
+layer), lets the task combine the embeddings of an image into rows (a jigsaw puzzle, a
+pair of patches) and classifies each row with the FC stack of the original code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ssl_jax.data import augment
+from ssl_jax.models import layers
+
+if TYPE_CHECKING:
+  import tensorflow as tf
+
+GRAYSCALE_PER = ('patch', 'image')
+
+
+def num_patches(config: ml_collections.ConfigDict) -> int:
+  """Patches per image: grid^2."""
+  return config.patches.grid ** 2
+
+
+def input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
+  """The shape of one example's ``image`` as :func:`extract_patches` delivers it, without
+  the batch axis: [grid^2, size, size, 3] (what ``step.init_state`` needs)."""
+  size = config.patches.size
+  return (num_patches(config), size, size, 3)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError, naming the field, for a patch geometry that cannot work."""
+  p = config.patches
+  if p.grid < 1 or p.size < 1:
+    raise ValueError(f'patches.grid={p.grid} and patches.size={p.size} must be positive.')
+  if p.crop > p.resize:
+    raise ValueError(f'patches.crop={p.crop} exceeds patches.resize={p.resize}.')
+  if p.crop // p.grid < p.size:
+    raise ValueError(f'patches.size={p.size} does not fit in the cells of patches.crop // '
+                     f'patches.grid = {p.crop} // {p.grid} = {p.crop // p.grid} px.')
+  if p.grayscale_per not in GRAYSCALE_PER:
+    raise ValueError(f"patches.grayscale_per={p.grayscale_per!r}: use 'patch' or 'image'.")
+
+
+# Host side (TensorFlow).
+
+def resize_squashed(image: tf.Tensor, size: int) -> tf.Tensor:
+  """uint8 [H, W, 3] -> uint8 [size, size, 3], the aspect ratio not kept.
+
+  Bilinear as TF1's resize_images (align_corners=False, no half-pixel centres), the
+  resize of the original code (reference §2, common facts).
+  """
+  import tensorflow as tf
+  resized = tf.compat.v1.image.resize(
+      tf.cast(image, tf.float32), [size, size],
+      method=tf.compat.v1.image.ResizeMethod.BILINEAR, align_corners=False)
+  return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def extract_patches(image: tf.Tensor, seed: tf.Tensor, config: ml_collections.ConfigDict,
+                    train: bool = True) -> tf.Tensor:
+  """uint8 [H, W, 3] -> uint8 [grid^2, size, size, 3], row-major over the cells.
+
+  Reference §2.3 (table): squashed resize to ``patches.resize``; a ``patches.crop`` crop,
+  random in training and central otherwise; cells of ``crop // grid`` px; in each cell a
+  ``patches.size`` patch at a random offset in [0, cell - size] (the "jitter", 21 px in
+  the code, so gaps of 0-42 px) or at the central offset (cell - size) // 2 (gaps of
+  21 px). ``seed`` is the example's [2] stateless seed.
+  """
+  import tensorflow as tf
+  validate(config)
+  p = config.patches
+  cell = p.crop // p.grid
+  jitter = cell - p.size
+  seed_crop, seed_offsets = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  image = resize_squashed(image, p.resize)
+  if train:
+    image = tf.image.stateless_random_crop(image, [p.crop, p.crop, 3], seed=seed_crop)
+    offsets = tf.random.stateless_uniform([num_patches(config), 2], seed=seed_offsets,
+                                          minval=0, maxval=jitter + 1, dtype=tf.int32)
+  else:
+    top = (p.resize - p.crop) // 2
+    image = image[top:top + p.crop, top:top + p.crop]
+    offsets = tf.fill([num_patches(config), 2], jitter // 2)
+  patches = []
+  for row in range(p.grid):
+    for col in range(p.grid):
+      offset = offsets[row * p.grid + col]
+      patches.append(tf.slice(image, [row * cell + offset[0], col * cell + offset[1], 0],
+                              [p.size, p.size, 3]))
+  return tf.stack(patches)
+
+
+def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDict) -> dict:
+  """The task contract's host side for the patch tasks: the training patches of
+  :func:`extract_patches` as ``image``."""
+  return {'image': extract_patches(features['image'], seed, config, train=True)}
+
+
+# Device side (JAX).
+
+def _augment_image_patches(patches: jax.Array, key: jax.Array, probability: float,
+                           per: str) -> jax.Array:
+  """float [n, size, size, 3] in [0, 1], one image's patches: grayscale, standardised."""
+  shape = (patches.shape[0],) if per == 'patch' else ()
+  grey = jax.random.bernoulli(key, probability, shape)
+  grey = jnp.broadcast_to(grey, (patches.shape[0],))[:, None, None, None]
+  patches = jnp.where(grey, augment.rgb_to_grayscale(patches), patches)
+  return augment.standardize(patches)
+
+
+def augment_patches(patches: jax.Array, rng: jax.Array,
+                    config: ml_collections.ConfigDict) -> jax.Array:
+  """uint8 [B, n, size, size, 3] -> float32 network inputs [B * n, size, size, 3].
+
+  Grayscale (reference §2.3, disagreement): with ``grayscale_per='patch'`` (the paper)
+  each patch independently with probability ``patches.grayscale`` (2/3); with
+  ``grayscale_per='image'`` (the code; set ``patches.grayscale=0.66``) one coin per image
+  shared by its patches. The code greys the whole image before cropping; the luma is a
+  per-pixel linear map, so greying its patches gives the same pixels (up to rounding).
+  Then per-patch standardisation (x - mean) / max(std, 1/sqrt(N)) of the [0, 1] values
+  (reference §2).
+  Keys are split per image, so the result does not depend on the sharding.
+  """
+  validate(config)
+  p = config.patches
+  if patches.ndim != 5 or patches.shape[1] != num_patches(config):
+    raise ValueError(f'Expected the patches of patches.preprocess, [B, {num_patches(config)}, '
+                     f'size, size, 3], got {patches.shape}; step.init_state takes the '
+                     'shape of an example from the task\'s input_shape(config).')
+  keys = jax.random.split(rng, patches.shape[0])
+  out = jax.vmap(_augment_image_patches, in_axes=(0, 0, None, None))(
+      augment.to_unit(patches), keys, p.grayscale, p.grayscale_per)
+  return out.reshape((-1,) + patches.shape[2:])
+
+
+# Head.
+
+class FCHead(nn.Module):
+  """The patch tasks' classifier (reference §2.3, code): dense (truncated normal
+  sigma 0.005, bias 0.1) -> BN (momentum 0.997, eps 1e-5) -> ReLU -> dropout -> dense
+  (sigma 0.005, bias 0). The ``_fcwd`` suffix gives both kernels
+  ``optimizer.fc_weight_decay`` (5e-4 in the code; ssl_jax/optim.py)."""
+  hidden: int
+  num_outputs: int
+  dropout: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    init = nn.initializers.truncated_normal(stddev=0.005)
+    x = nn.Dense(self.hidden, kernel_init=init, bias_init=nn.initializers.constant(0.1),
+                 name='fc1_fcwd')(x)
+    x = nn.relu(layers.BatchNorm(momentum=0.997, epsilon=1e-5, name='bn')(x, train))
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_outputs, kernel_init=init, bias_init=nn.initializers.zeros,
+                    name='fc2_fcwd')(x)
+
+
+# combine(embeddings [B, grid^2, E], views) -> rows [B * m, D], image-major.
+Combine = Callable[[jax.Array, dict], jax.Array]
+
+
+class PatchHead(nn.Module):
+  """Per-patch embedding, the task's combination of an image's embeddings, FC head.
+
+  The embedding is the backbone's logits layer of the code (reference §2.3: a linear
+  layer with bias, 4096 -> 1000 at k=8) on each patch's pre_logits; it keeps the normal
+  weight decay. ``combine`` turns the [B, grid^2, E] embeddings into the rows the FC
+  head classifies (9E-d puzzles, 2E-d pairs).
+  """
+  combine: Combine
+  patches_per_image: int
+  embedding: int
+  hidden: int
+  num_outputs: int
+  dropout: float
+
+  @nn.compact
+  def __call__(self, end_points: dict, views: dict, train: bool) -> jax.Array:
+    pre_logits = end_points['pre_logits'].astype(jnp.float32)
+    # The code's logits layer is a biased 1x1 conv with TF's default glorot-uniform init.
+    embeddings = nn.Dense(self.embedding, kernel_init=layers.conv_init, name='embedding')(
+        pre_logits)
+    embeddings = embeddings.reshape(-1, self.patches_per_image, self.embedding)
+    rows = self.combine(embeddings, views)
+    return FCHead(self.hidden, self.num_outputs, self.dropout, name='fc')(rows, train)
+
+
+def make_patch_head(config: ml_collections.ConfigDict, combine: Combine,
+                    num_outputs: int) -> PatchHead:
+  """A :class:`PatchHead` with the sizes of ``config.patches``."""
+  p = config.patches
+  return PatchHead(combine=combine, patches_per_image=num_patches(config),
+                   embedding=p.embedding, hidden=p.hidden, num_outputs=num_outputs,
+                   dropout=p.dropout)
+
+
+def classification_loss(outputs: jax.Array, labels: jax.Array,
+                        metric: str) -> tuple[jax.Array, dict]:
+  """Mean softmax cross-entropy in float32 over all rows, and the accuracy as ``metric``."""
+  logits = outputs.astype(jnp.float32)
+  xent = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  return xent, {metric: jnp.mean(jnp.argmax(logits, -1) == labels)}

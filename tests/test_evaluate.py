@@ -1,0 +1,90 @@
+"""Evaluation of frozen encoders: SGD linear and MLP probes, L-BFGS on every end point,
+the linear_eval config, and the patch-averaged representation."""
+
+import importlib.util
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from ssl_jax import encoder as encoder_lib
+from ssl_jax import main as main_lib
+from ssl_jax import train
+from ssl_jax.evaluate import linear
+
+LAYERS = ('after_root', 'block1', 'block2', 'block3', 'block4', 'pre_logits')
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('trained'))
+  assert train.train(tiny_config(total_steps=2), workdir)
+  return workdir
+
+
+def _linear_eval_config(workdir, arg):
+  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'linear_eval.py')
+  spec = importlib.util.spec_from_file_location('linear_eval', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(f'workdir={workdir},{arg}')
+  config.unlock()
+  config.linear.total_steps = 3
+  config.linear.batch_size = 64
+  config.lbfgs.max_iter = 50
+  config.lock()
+  return config
+
+
+def test_linear_mlp_and_lbfgs_on_every_layer(trained, tmp_path):
+  config = _linear_eval_config(trained, 'protocol=linear+mlp+lbfgs,layers=' + '+'.join(LAYERS))
+  results = main_lib.run(config, str(tmp_path))
+  for protocol in ('linear', 'mlp'):
+    for layer in LAYERS:
+      top1, top5 = results[f'{protocol}/{layer}/top1'], results[f'{protocol}/{layer}/top5']
+      assert 0.0 <= top1 <= top5 <= 1.0
+  assert all(f'lbfgs/{layer}/top1' in results for layer in LAYERS)
+  with open(tmp_path / 'results.json') as f:
+    assert json.load(f)['linear/pre_logits/top1'] == results['linear/pre_logits/top1']
+  assert not os.path.exists(tmp_path / 'checkpoints')  # Evaluation only: nothing trained.
+
+
+def test_topk_correct_matches_numpy():
+  rng = np.random.default_rng(0)
+  logits, labels = rng.normal(size=(50, 10)), rng.integers(0, 10, 50)
+  mask = (rng.uniform(size=50) > 0.2).astype(np.float32)
+  for k in (1, 5):
+    expected = sum(m for l, y, m in zip(logits, labels, mask) if y in np.argsort(-l)[:k])
+    np.testing.assert_allclose(linear._topk_correct(jnp.asarray(logits), jnp.asarray(labels),
+                                                    jnp.asarray(mask), k), expected)
+
+
+def test_patches_reassemble_into_the_image():
+  images = jnp.arange(2 * 6 * 6 * 1, dtype=jnp.float32).reshape(2, 6, 6, 1)
+  patches = encoder_lib.split_into_patches(images, 3)
+  assert patches.shape == (18, 2, 2, 1)
+  rebuilt = patches.reshape(2, 3, 3, 2, 2, 1).transpose(0, 1, 3, 2, 4, 5).reshape(2, 6, 6, 1)
+  np.testing.assert_array_equal(rebuilt, images)
+  np.testing.assert_array_equal(patches[1], images[0, 0:2, 2:4])  # Row-major.
+
+
+def test_patch_representation_is_the_mean_over_patches(trained):
+  config, encoder, variables, _ = encoder_lib.restore_encoder(trained)
+  config.unlock()
+  config.input.eval_patch_grid = 2
+  config.input.eval_standardize = True
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)), jnp.uint8)
+  got = encoder_lib.representation(config, encoder, ('block4', 'pre_logits'), 9000)(
+      variables, images)
+  for i in range(3):
+    patches = [images[i:i + 1, r:r + 16, c:c + 16] for r in (0, 16) for c in (0, 16)]
+    from ssl_jax.data import augment
+    per_patch = [encoder.apply(variables, augment.standardize(augment.to_unit(p)),
+                               train=False) for p in patches]
+    for layer in ('block4', 'pre_logits'):
+      expected = np.mean([encoder_lib.pool_to_size(e[layer], 9000)[0] for e in per_patch], 0)
+      np.testing.assert_allclose(got[layer][i], expected, rtol=1e-4, atol=1e-5)
