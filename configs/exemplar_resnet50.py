@@ -24,4 +24,6 @@ def get_config(arg: str | None = None):
   if args.runlocal:
     config.batch_size = 32  # 256 inputs per step, as Rotation's 64 x 4.
     config.exemplar.embedding = 128
+    config.input.crop = 'inception'  # The copies must differ by more than a flip.
+    config.input.crop_area = (0.2, 1.0)
   return config_lib.lock(config)

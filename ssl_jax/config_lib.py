@@ -177,6 +177,15 @@ def validate(config: ConfigDict) -> None:
                      'or none.')
   if config.input.crop not in ('inception', 'resize'):
     raise ValueError(f"input.crop={config.input.crop!r}: use 'inception' or 'resize'.")
+  if config.exemplar.normalize not in ('vector', 'batch'):
+    raise ValueError(f"exemplar.normalize={config.exemplar.normalize!r}: use 'vector' or "
+                     "'batch'.")
+  if config.exemplar.copies < 2:
+    raise ValueError('exemplar.copies must be >= 2: the triplet loss needs positives.')
+  for name in ('exemplar.grayscale', 'patches.grayscale'):
+    section, field = name.split('.')
+    if not 0.0 <= config[section][field] <= 1.0:
+      raise ValueError(f'{name}={config[section][field]} is a probability: use 0..1.')
   if not 0.0 < config.lbfgs.holdout_fraction < 1.0:
     raise ValueError('lbfgs.holdout_fraction must lie strictly between 0 and 1.')
 

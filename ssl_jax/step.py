@@ -142,7 +142,7 @@ def make_train_step(config: ml_collections.ConfigDict, model: Model,
     if update_task_state:
       task_state = update_task_state(task_state, params, outputs, views, state.step, config)
     metrics = dict(metrics, loss=loss, learning_rate=schedule(state.step),
-                   grad_norm=optax.global_norm(grads))
+                   grad_norm=optax.tree.norm(grads))
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state, task_state=task_state)
     return new_state, metrics

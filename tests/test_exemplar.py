@@ -84,7 +84,7 @@ def test_views_shapes_labels_gray_and_standardisation():
   rng = np.random.default_rng(0)
   # Every copy of an image is the same crop: only the device jitter tells them apart.
   crops = rng.integers(0, 256, (num_images, 1, 16, 16, 3)).astype(np.uint8)
-  batch = {'copies': jnp.asarray(np.repeat(crops, copies, axis=1))}
+  batch = {'image': jnp.asarray(np.repeat(crops, copies, axis=1))}
   config = tiny_config(task='exemplar', **{'exemplar.copies': copies,
                                            'exemplar.grayscale': 0.5})
   views = jax.jit(lambda b, k: exemplar.views(b, k, config))(batch, jax.random.key(3))
@@ -103,14 +103,17 @@ def test_views_shapes_labels_gray_and_standardisation():
     assert not np.allclose(inputs[i, 0], inputs[i, 1])
 
 
-def test_views_all_gray_and_single_crop_batch():
+def test_views_all_gray_and_shape_checks():
   config = tiny_config(task='exemplar', **{'exemplar.copies': 2, 'exemplar.grayscale': 1.0})
-  image = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3)).astype(np.uint8)
+  assert exemplar.input_shape(config) == (2, 16, 16, 3)
+  image = np.random.default_rng(1).integers(0, 256, (3, 2, 16, 16, 3)).astype(np.uint8)
   views = jax.jit(lambda b: exemplar.views(b, jax.random.key(0), config))(
       {'image': jnp.asarray(image)})
   assert views['inputs'].shape == (6, 16, 16, 3)
   np.testing.assert_array_equal(views['inputs'][..., 1], views['inputs'][..., 0])
   np.testing.assert_array_equal(views['inputs'][..., 2], views['inputs'][..., 0])
+  with pytest.raises(ValueError, match='exemplar.copies=2'):
+    exemplar.views({'image': jnp.asarray(image[:, 0])}, jax.random.key(0), config)
 
 
 def test_host_preprocess_gives_different_deterministic_crops():
@@ -119,15 +122,15 @@ def test_host_preprocess_gives_different_deterministic_crops():
   image = tf.constant(np.random.default_rng(0).integers(0, 256, (48, 64, 3)), tf.uint8)
   seed = tf.constant([7, 11], tf.int64)
   out = exemplar.preprocess({'image': image, 'label': tf.constant(3)}, seed, config)
-  copies = out['copies'].numpy()
+  copies = out['image'].numpy()
   assert copies.shape == (4, 16, 16, 3) and copies.dtype == np.uint8
   for i in range(4):
     for j in range(i):
       assert not np.array_equal(copies[i], copies[j])
-  again = exemplar.preprocess({'image': image}, seed, config)['copies'].numpy()
+  again = exemplar.preprocess({'image': image}, seed, config)['image'].numpy()
   np.testing.assert_array_equal(again, copies)
   other = exemplar.preprocess({'image': image}, tf.constant([7, 12], tf.int64), config)
-  assert not np.array_equal(other['copies'].numpy(), copies)
+  assert not np.array_equal(other['image'].numpy(), copies)
 
 
 def _one_step(config, devices, batch):
@@ -135,7 +138,7 @@ def _one_step(config, devices, batch):
   task = step_lib.import_task(config)
   tx, schedule = optim.make(config, 1000)
   model = step_lib.build_model(config, task, 10, mesh)
-  state = jax.jit(lambda: step_lib.init_state(config, model, tx, task, (16, 16, 3)),
+  state = jax.jit(lambda: step_lib.init_state(config, model, tx, task),
                   out_shardings=step_lib.replicated(mesh))()
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh)
   batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
@@ -147,7 +150,7 @@ def test_loss_and_step_equal_on_1_and_8_devices(copies, mode):
   config = tiny_config(task='exemplar', **{
       'exemplar.copies': copies, 'exemplar.embedding': 16, 'exemplar.normalize': mode,
       'optimizer.warmup_steps': 0})
-  batch = {'copies': np.random.default_rng(0).integers(
+  batch = {'image': np.random.default_rng(0).integers(
       0, 256, (16, copies, 16, 16, 3)).astype(np.uint8)}
   state1, metrics1 = _one_step(config, jax.devices()[:1], batch)
   state8, metrics8 = _one_step(config, jax.devices(), batch)

@@ -45,8 +45,14 @@ if TYPE_CHECKING:
 NORMALIZATIONS = ('vector', 'batch')
 
 
+def input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
+  """The shape of one example's ``image`` after :func:`preprocess`: [copies, S, S, 3]."""
+  size = config.input.image_size
+  return (config.exemplar.copies, size, size, 3)
+
+
 def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDict) -> dict:
-  """``exemplar.copies`` independent crops of the image: 'copies' uint8 [copies, S, S, 3].
+  """``exemplar.copies`` independent crops of the image: ``image`` uint8 [copies, S, S, 3].
 
   Each copy is :func:`ssl_jax.data.preprocess.train_crop` (Inception crop and flip) with its
   own seed split from the example's (reference §2.2 step 2); the grey coin, the colour
@@ -57,7 +63,7 @@ def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDic
   import tensorflow as tf
   from ssl_jax.data import preprocess as pp
   seeds = tf.unstack(tf.random.experimental.stateless_split(seed, config.exemplar.copies))
-  return {'copies': tf.stack([pp.train_crop(features['image'], s, config) for s in seeds])}
+  return {'image': tf.stack([pp.train_crop(features['image'], s, config) for s in seeds])}
 
 
 def mean_grayscale(images: jax.Array) -> jax.Array:
@@ -69,10 +75,7 @@ def mean_grayscale(images: jax.Array) -> jax.Array:
 def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
   """Grey coin per image, colour jitter and standardisation per copy.
 
-  ``batch['copies']`` is uint8 [B, copies, S, S, 3] (from :func:`preprocess`). A batch of
-  single crops ``batch['image']`` [B, S, S, 3] (the dummy batch of ``step.init_state``, the
-  synthetic batch of the benchmark) is taken as ``copies`` identical crops, which the
-  jitter then makes different.
+  ``batch['image']`` is uint8 [B, copies, S, S, 3] (from :func:`preprocess`).
 
   Returns ``inputs`` float32 [B * copies, S, S, 3], image-major (an image's copies are
   adjacent, so they stay on one device when sharded), each copy standardised to zero mean
@@ -80,14 +83,10 @@ def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dic
   int32 [B * copies], the image index of each input (the triplet loss's classes).
   """
   copies = config.exemplar.copies
-  if 'copies' in batch:
-    images = batch['copies']
-  else:
-    images = jnp.broadcast_to(batch['image'][:, None],
-                              (batch['image'].shape[0], copies) + batch['image'].shape[1:])
-  if images.shape[1] != copies:
-    raise ValueError(f'The batch holds {images.shape[1]} copies per image, but '
-                     f'exemplar.copies={copies}.')
+  images = batch['image']
+  if images.ndim != 5 or images.shape[1] != copies:
+    raise ValueError(f'Exemplar takes images [batch, {copies} copies, H, W, 3] from its '
+                     f'preprocess (exemplar.copies={copies}); got shape {images.shape}.')
   num_images = images.shape[0]
   key_gray, key_jitter = jax.random.split(rng)
   images = augment.to_unit(images)
