@@ -9,8 +9,13 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
 os.environ['JAX_PLATFORMS'] = 'cpu'
 os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'
 os.environ.setdefault('TFDS_DATA_DIR', tempfile.mkdtemp(prefix='ssl_jax_tfds_'))
+# Many tests build the same tiny train step; XLA's persistent cache compiles it once per
+# session (CPU compilation dominates the suite's time).
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='ssl_jax_xla_'))
+os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
 
-import pytest  # noqa: E402
+import jax  # noqa: E402
 
 from ssl_jax import config_lib  # noqa: E402
 
@@ -41,6 +46,17 @@ def tiny_config(**overrides) -> config_lib.ConfigDict:
   return config
 
 
-@pytest.fixture
-def tiny():
-  return tiny_config
+def one_train_step(config, devices, batch):
+  """(state, metrics) after one train step of a fresh model of ``config`` on a mesh over
+  ``devices``: the 1-vs-8-device tests compare these."""
+  from ssl_jax import optim
+  from ssl_jax import step as step_lib
+  mesh = step_lib.make_mesh(devices)
+  task = step_lib.import_task(config)
+  tx, schedule = optim.make(config, 1000)
+  model = step_lib.build_model(config, task, 10, mesh)
+  state = jax.jit(lambda: step_lib.init_state(config, model, tx, task),
+                  out_shardings=step_lib.replicated(mesh))()
+  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh)
+  return train_step(state, jax.device_put(batch, step_lib.batch_sharding(mesh)))
+

@@ -6,9 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import one_train_step
 from conftest import tiny_config
-from ssl_jax import optim
-from ssl_jax import step as step_lib
 from ssl_jax.tasks import exemplar
 
 
@@ -133,18 +132,6 @@ def test_host_preprocess_gives_different_deterministic_crops():
   assert not np.array_equal(other['image'].numpy(), copies)
 
 
-def _one_step(config, devices, batch):
-  mesh = step_lib.make_mesh(devices)
-  task = step_lib.import_task(config)
-  tx, schedule = optim.make(config, 1000)
-  model = step_lib.build_model(config, task, 10, mesh)
-  state = jax.jit(lambda: step_lib.init_state(config, model, tx, task),
-                  out_shardings=step_lib.replicated(mesh))()
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh)
-  batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
-  return train_step(state, batch)
-
-
 @pytest.mark.parametrize('copies,mode', [(2, 'batch'), (4, 'vector')])
 def test_loss_and_step_equal_on_1_and_8_devices(copies, mode):
   config = tiny_config(task='exemplar', **{
@@ -152,8 +139,8 @@ def test_loss_and_step_equal_on_1_and_8_devices(copies, mode):
       'optimizer.warmup_steps': 0})
   batch = {'image': np.random.default_rng(0).integers(
       0, 256, (16, copies, 16, 16, 3)).astype(np.uint8)}
-  state1, metrics1 = _one_step(config, jax.devices()[:1], batch)
-  state8, metrics8 = _one_step(config, jax.devices(), batch)
+  state1, metrics1 = one_train_step(config, jax.devices()[:1], batch)
+  state8, metrics8 = one_train_step(config, jax.devices(), batch)
   assert len(jax.devices()) == 8
   assert np.isfinite(metrics1['loss']) and float(metrics1['loss']) > 0
   for key in ('loss', 'grad_norm', 'triplet_accuracy', 'active_triplets'):

@@ -1,6 +1,5 @@
 """L-BFGS logistic regression against scikit-learn on the same features and objective."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.linear_model import LogisticRegression

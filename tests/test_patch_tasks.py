@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import one_train_step
 from conftest import tiny_config
 from ssl_jax import optim
-from ssl_jax import step as step_lib
 from ssl_jax.models import layers
 from ssl_jax.tasks import jigsaw
 from ssl_jax.tasks import patches
@@ -178,18 +178,6 @@ def test_losses_are_the_mean_cross_entropy():
                                np.log(num), rtol=1e-6)
 
 
-def _one_step(config, devices, batch):
-  mesh = step_lib.make_mesh(devices)
-  task = step_lib.import_task(config)
-  tx, schedule = optim.make(config, 1000)
-  model = step_lib.build_model(config, task, 10, mesh)
-  state = jax.jit(lambda: step_lib.init_state(config, model, tx, task),
-                  out_shardings=step_lib.replicated(mesh))()
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh)
-  batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
-  return train_step(state, batch)
-
-
 @pytest.mark.parametrize('task', ['jigsaw', 'relative_patch'])
 def test_loss_and_params_equal_on_1_and_8_devices(task):
   config = _config(task=task, **{
@@ -198,8 +186,8 @@ def test_loss_and_params_equal_on_1_and_8_devices(task):
   assert config.patches.dropout == 0.5
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (16, 9, 12, 12, 3)).astype(np.uint8)}
-  state1, metrics1 = _one_step(config, jax.devices()[:1], batch)
-  state8, metrics8 = _one_step(config, jax.devices(), batch)
+  state1, metrics1 = one_train_step(config, jax.devices()[:1], batch)
+  state8, metrics8 = one_train_step(config, jax.devices(), batch)
   assert len(jax.devices()) == 8
   for key in ('loss', 'grad_norm'):
     np.testing.assert_allclose(metrics1[key], metrics8[key], rtol=1e-5)

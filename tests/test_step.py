@@ -5,21 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import one_train_step
 from conftest import tiny_config
 from ssl_jax import optim
-from ssl_jax import step as step_lib
-
-
-def _one_step(config, devices, batch):
-  mesh = step_lib.make_mesh(devices)
-  task = step_lib.import_task(config)
-  tx, schedule = optim.make(config, 1000)
-  model = step_lib.build_model(config, task, 10, mesh)
-  state = jax.jit(lambda: step_lib.init_state(config, model, tx, task),
-                  out_shardings=step_lib.replicated(mesh))()
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh)
-  batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
-  return train_step(state, batch)
 
 
 @pytest.mark.parametrize('task', ['rotation', 'supervised'])
@@ -28,8 +16,8 @@ def test_loss_and_gradients_equal_on_1_and_8_devices(task):
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (16, 16, 16, 3)).astype(np.uint8),
            'label': rng.integers(0, 10, (16,)).astype(np.int32)}
-  state1, metrics1 = _one_step(config, jax.devices()[:1], batch)
-  state8, metrics8 = _one_step(config, jax.devices(), batch)
+  state1, metrics1 = one_train_step(config, jax.devices()[:1], batch)
+  state8, metrics8 = one_train_step(config, jax.devices(), batch)
   assert len(jax.devices()) == 8
   for key in ('loss', 'grad_norm'):
     np.testing.assert_allclose(metrics1[key], metrics8[key], rtol=1e-5)
@@ -40,15 +28,15 @@ def test_loss_and_gradients_equal_on_1_and_8_devices(task):
 def test_per_device_bn_changes_statistics():
   config = tiny_config(per_device_bn=True, **{'optimizer.warmup_steps': 0})
   batch = {'image': np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3)).astype(np.uint8)}
-  _, per_device = _one_step(config, jax.devices(), batch)
-  _, global_bn = _one_step(tiny_config(**{'optimizer.warmup_steps': 0}), jax.devices(), batch)
+  _, per_device = one_train_step(config, jax.devices(), batch)
+  _, global_bn = one_train_step(tiny_config(**{'optimizer.warmup_steps': 0}), jax.devices(), batch)
   assert np.isfinite(per_device['loss'])
   assert abs(float(per_device['loss']) - float(global_bn['loss'])) > 1e-6
 
 
 def test_step_schedule_follows_the_paper():
   config = tiny_config(total_steps=-1, total_epochs=35.0, batch_size=256, **{
-      'optimizer.schedule': 'step', 'optimizer.warmup_steps': -1,
+      'optimizer.base_lr': 0.1, 'optimizer.schedule': 'step', 'optimizer.warmup_steps': -1,
       'optimizer.warmup_epochs': 5.0, 'optimizer.decay_epochs': (15.0, 25.0)})
   schedule = optim.learning_rate(config, num_train_examples=256 * 10)  # 10 steps/epoch.
   assert optim.total_steps(config, 2560) == 350
@@ -60,7 +48,7 @@ def test_step_schedule_follows_the_paper():
 
 def test_cosine_schedule():
   config = tiny_config(total_steps=110, batch_size=512, **{
-      'optimizer.schedule': 'cosine', 'optimizer.warmup_steps': 10})
+      'optimizer.base_lr': 0.1, 'optimizer.schedule': 'cosine', 'optimizer.warmup_steps': 10})
   schedule = optim.learning_rate(config, 10_000)
   peak = 0.1 * 512 / 256
   np.testing.assert_allclose(schedule(10), peak, rtol=1e-6)

@@ -82,3 +82,28 @@ def test_load_encoder_of_random_init(tmp_path):
                              'pre_logits'}
   with pytest.raises(ValueError, match='uint8 images'):
     encode(images.astype(np.float32))
+
+
+PATCH_GEOMETRY = {'patches.resize': 54, 'patches.crop': 48, 'patches.size': 12,
+                  'patches.hidden': 32, 'patches.embedding': 16,
+                  'model.stage_strides': (1, 2, 2, 1)}
+
+
+@pytest.mark.parametrize('task,model', [('rotation', 'revnet'), ('rotation', 'vgg'),
+                                        ('jigsaw', 'revnet'), ('exemplar', 'resnet')])
+def test_every_architecture_and_task_trains_on_8_devices(tmp_path, task, model):
+  """With the 1-vs-8-device tests of each task, every task and every architecture
+  trains through the real loop and pipeline on 8 devices."""
+  overrides = {'task': task, 'model.name': model, 'total_steps': 2}
+  if model == 'vgg':
+    overrides['input.image_size'] = 32  # Five 2x2 pools.
+  if task == 'jigsaw':
+    overrides.update(PATCH_GEOMETRY)
+  if task == 'exemplar':
+    overrides.update({'exemplar.copies': 2, 'exemplar.embedding': 16})
+  workdir = str(tmp_path / f'{task}_{model}')
+  assert train.train(tiny_config(**overrides), workdir)
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    losses = [json.loads(line)['loss'] for line in f if 'loss' in line]
+  assert losses and all(np.isfinite(losses))
+  assert all(np.isfinite(p).all() for p in jax.tree.leaves(_params(workdir)))

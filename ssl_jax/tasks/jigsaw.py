@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ssl_jax import losses
 from ssl_jax.tasks import patches
 
 NUM_PIECES = 9  # A 3x3 puzzle.
@@ -128,4 +129,4 @@ def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
 def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
   """Mean cross-entropy over the B * P puzzles, and the puzzle accuracy."""
   del task_state, config
-  return patches.classification_loss(outputs, views['labels'], 'jigsaw_accuracy')
+  return losses.classification(outputs, views['labels'], 'jigsaw_accuracy')

@@ -25,7 +25,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from ssl_jax.data import augment
 from ssl_jax.models import layers
@@ -213,11 +212,3 @@ def make_patch_head(config: ml_collections.ConfigDict, combine: Combine,
   return PatchHead(combine=combine, patches_per_image=num_patches(config),
                    embedding=p.embedding, hidden=p.hidden, num_outputs=num_outputs,
                    dropout=p.dropout)
-
-
-def classification_loss(outputs: jax.Array, labels: jax.Array,
-                        metric: str) -> tuple[jax.Array, dict]:
-  """Mean softmax cross-entropy in float32 over all rows, and the accuracy as ``metric``."""
-  logits = outputs.astype(jnp.float32)
-  xent = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-  return xent, {metric: jnp.mean(jnp.argmax(logits, -1) == labels)}

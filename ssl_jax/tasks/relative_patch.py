@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ssl_jax import losses
 from ssl_jax.tasks import patches
 
 GRID = 3
@@ -82,4 +83,4 @@ def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
 def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
   """Mean cross-entropy over the 8B pairs, and the location accuracy."""
   del task_state, config
-  return patches.classification_loss(outputs, views['labels'], 'relative_patch_accuracy')
+  return losses.classification(outputs, views['labels'], 'relative_patch_accuracy')

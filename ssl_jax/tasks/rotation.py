@@ -14,8 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
+from ssl_jax import losses
 from ssl_jax.data import augment
 
 if TYPE_CHECKING:
@@ -72,7 +72,4 @@ def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
 def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
   """Mean cross-entropy over the 4B inputs, and the rotation accuracy."""
   del task_state, config
-  logits = outputs.astype(jnp.float32)
-  xent = optax.softmax_cross_entropy_with_integer_labels(logits, views['labels']).mean()
-  accuracy = jnp.mean(jnp.argmax(logits, -1) == views['labels'])
-  return xent, {'rotation_accuracy': accuracy}
+  return losses.classification(outputs, views['labels'], 'rotation_accuracy')

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
-import optax
 
+from ssl_jax import losses
 from ssl_jax.data import augment
 from ssl_jax.tasks import rotation
 
@@ -43,6 +42,4 @@ def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
 def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
   """Mean cross-entropy and top-1 accuracy."""
   del task_state, config
-  logits = outputs.astype(jnp.float32)
-  xent = optax.softmax_cross_entropy_with_integer_labels(logits, views['labels']).mean()
-  return xent, {'accuracy': jnp.mean(jnp.argmax(logits, -1) == views['labels'])}
+  return losses.classification(outputs, views['labels'], 'accuracy')
