@@ -11,6 +11,12 @@ released code's batch-axis normalisation. Expected: SGD linear evaluation 46.0 t
 (Table 2, ~500 epochs); L-BFGS on pre_logits a few points lower.
 
 Arguments as configs/rotation_resnet50.py (model resnet, variant v1, k default 12).
+
+    python -m ssl_jax.main --config=configs/exemplar_resnet50.py:runlocal --workdir=/tmp/ex
+
+runlocal (32 images x 8 copies, k=0.25, 1,000 steps, 7.8 minutes on a 2-core CPU):
+L-BFGS on pre_logits 31.7% on the 1,000 held-out images against 28.9% at random
+initialisation (measured 2026-11-22; README results table).
 """
 
 from ssl_jax import config_lib

@@ -10,6 +10,10 @@ ResNet50 v1, as Jigsaw ranks below it on every architecture reported.
     python -m ssl_jax.main --config=configs/jigsaw_revnet.py:runlocal --workdir=/tmp/jigsaw
 
 Arguments as configs/rotation_resnet50.py (model revnet, k default 8).
+
+runlocal (10 permutations, no dropout, 24-px patches, k=0.25, 1,000 steps, 8.1 minutes on
+a 2-core CPU): L-BFGS 37.4% against 36.2% at random initialisation (measured 2026-11-22),
+short of a clear gain: open work.
 """
 
 from ssl_jax import config_lib

@@ -9,6 +9,11 @@ dropout 0.5) -> 8. Batch 128 images. Expected: 50.5 (L-BFGS on pre_logits, Table
 51.4 top-1 (SGD linear, Table 2).
 
 Arguments as configs/rotation_resnet50.py (model resnet, variant v1, k default 8).
+
+    python -m ssl_jax.main --config=configs/relative_patch_resnet50.py:runlocal --workdir=/tmp/rpl
+
+runlocal (24-px patches, k=0.25, 1,000 steps, 10.8 minutes on a 2-core CPU): L-BFGS 29.2%
+against 31.2% at random initialisation (measured 2026-11-22): no gain yet, open work.
 """
 
 from ssl_jax import config_lib

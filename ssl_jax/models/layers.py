@@ -82,3 +82,15 @@ def max_pool_3x3(x: jax.Array) -> jax.Array:
 def channels(base: int, k: float) -> int:
   """Channel count base * k, at least 1 (fractional k gives tiny test models)."""
   return max(1, int(round(base * k)))
+
+
+def pre_logits(x: jax.Array, representation_size: int, dtype: Any) -> jax.Array:
+  """Global average pool to [N, C] (float32); with ``representation_size`` > 0, then a
+  bias-free dense layer to that size (Revisiting §4.6: sets the representation size
+  independently of the width; where it sits is not stated, reference §1.4: an
+  assumption). Call inside a compact module: the layer becomes its ``representation``."""
+  x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+  if representation_size > 0:
+    x = nn.Dense(representation_size, use_bias=False, kernel_init=conv_init, dtype=dtype,
+                 name='representation')(x).astype(jnp.float32)
+  return x

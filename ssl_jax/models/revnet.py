@@ -108,12 +108,7 @@ class RevNet(nn.Module):
     x = bn(name='final_bn')(x, train)
     if self.last_relu:
       x = nn.relu(x)
-    x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-    if self.representation_size > 0:
-      # Paper §4.6 / reference §1.4 porting assumption: bias-free linear map to the size.
-      x = nn.Dense(self.representation_size, use_bias=False, kernel_init=layers.conv_init,
-                   dtype=self.dtype, name='representation')(x).astype(jnp.float32)
-    end_points['pre_logits'] = x
+    end_points['pre_logits'] = layers.pre_logits(x, self.representation_size, self.dtype)
     return end_points
 
 

@@ -64,11 +64,8 @@ class VGG(nn.Module):
     fc6 = x = nn.relu(bn(name='fc6_bn')(x, train))
     x = layers.Conv(layers.channels(512, self.k), 1, 1, self.dtype, name='fc7')(x)
     x = nn.relu(bn(name='fc7_bn')(x, train))
-    x = x.astype(jnp.float32).reshape(x.shape[0], -1)  # N x 1 x 1 x C -> N x C.
-    if self.representation_size > 0:
-      # Paper §4.6 / reference §1.4 porting assumption: bias-free linear map to the size.
-      x = nn.Dense(self.representation_size, use_bias=False, kernel_init=layers.conv_init,
-                   dtype=self.dtype, name='representation')(x).astype(jnp.float32)
+    # N x 1 x 1 x C -> N x C (the mean over a 1 x 1 map), then the optional §4.6 layer.
+    x = layers.pre_logits(x, self.representation_size, self.dtype)
     if self.names == 'paper':
       end_points = {'after_root': blocks[0]}
       end_points.update({f'block{i}': blocks[i] for i in range(1, 5)})
