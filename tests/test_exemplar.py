@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import one_train_step
+from conftest import compare_1_and_8_devices
 from conftest import tiny_config
 from ssl_jax.tasks import exemplar
 
@@ -139,12 +139,7 @@ def test_loss_and_step_equal_on_1_and_8_devices(copies, mode):
       'optimizer.warmup_steps': 0})
   batch = {'image': np.random.default_rng(0).integers(
       0, 256, (16, copies, 16, 16, 3)).astype(np.uint8)}
-  state1, metrics1 = one_train_step(config, jax.devices()[:1], batch)
-  state8, metrics8 = one_train_step(config, jax.devices(), batch)
-  assert len(jax.devices()) == 8
+  state1, metrics1 = compare_1_and_8_devices(
+      config, batch, ('loss', 'grad_norm', 'triplet_accuracy', 'active_triplets'))
   assert np.isfinite(metrics1['loss']) and float(metrics1['loss']) > 0
-  for key in ('loss', 'grad_norm', 'triplet_accuracy', 'active_triplets'):
-    np.testing.assert_allclose(metrics1[key], metrics8[key], rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(state1.params), jax.tree.leaves(state8.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
   assert state1.params['head']['embedding']['kernel'].shape[-1] == 16

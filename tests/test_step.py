@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import compare_1_and_8_devices
 from conftest import one_train_step
 from conftest import tiny_config
 from ssl_jax import optim
@@ -16,13 +17,7 @@ def test_loss_and_gradients_equal_on_1_and_8_devices(task):
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (16, 16, 16, 3)).astype(np.uint8),
            'label': rng.integers(0, 10, (16,)).astype(np.int32)}
-  state1, metrics1 = one_train_step(config, jax.devices()[:1], batch)
-  state8, metrics8 = one_train_step(config, jax.devices(), batch)
-  assert len(jax.devices()) == 8
-  for key in ('loss', 'grad_norm'):
-    np.testing.assert_allclose(metrics1[key], metrics8[key], rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(state1.params), jax.tree.leaves(state8.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  state1, metrics1 = compare_1_and_8_devices(config, batch)
 
 
 def test_per_device_bn_changes_statistics():

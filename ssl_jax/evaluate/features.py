@@ -14,9 +14,11 @@ from ssl_jax import encoder as encoder_lib
 from ssl_jax import step as step_lib
 
 
-def extract(config: ml_collections.ConfigDict, workdir: str, split: str,
-            layers: Sequence[str], devices=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-  """({layer: features [N, D]}, labels [N]) of every example of ``split``."""
+def extract(config: ml_collections.ConfigDict, workdir: str, splits: Sequence[str],
+            layers: Sequence[str], devices=None
+            ) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
+  """{split: ({layer: features [N, D]}, labels [N])} of every example of each split; the
+  encoder is restored and the feature function compiled once for all of them."""
   # TensorFlow is imported where the host pipeline runs (see ssl_jax/tasks/rotation.py).
   from ssl_jax.data import input_pipeline
   mesh = step_lib.make_mesh(devices)
@@ -25,13 +27,16 @@ def extract(config: ml_collections.ConfigDict, workdir: str, split: str,
   features_fn = jax.jit(encoder_lib.representation(config, encoder, layers,
                                                    config.max_features))
   builder = input_pipeline.get_builder(config)
-  batches, _ = input_pipeline.eval_batches(config, builder, mesh, split)
-  chunks, labels, masks = [], [], []
-  for batch in batches:
-    feats = features_fn(variables, batch['image'])
-    chunks.append(multihost_utils.process_allgather(feats, tiled=True))
-    labels.append(multihost_utils.process_allgather(batch['label'], tiled=True))
-    masks.append(multihost_utils.process_allgather(batch['mask'], tiled=True))
-  keep = np.concatenate(masks).astype(bool)
-  features = {name: np.concatenate([c[name] for c in chunks])[keep] for name in layers}
-  return features, np.concatenate(labels)[keep]
+  extracted = {}
+  for split in splits:
+    batches, _ = input_pipeline.eval_batches(config, builder, mesh, split)
+    chunks, labels, masks = [], [], []
+    for batch in batches:
+      feats = features_fn(variables, batch['image'])
+      chunks.append(multihost_utils.process_allgather(feats, tiled=True))
+      labels.append(multihost_utils.process_allgather(batch['label'], tiled=True))
+      masks.append(multihost_utils.process_allgather(batch['mask'], tiled=True))
+    keep = np.concatenate(masks).astype(bool)
+    features = {name: np.concatenate([c[name] for c in chunks])[keep] for name in layers}
+    extracted[split] = (features, np.concatenate(labels)[keep])
+  return extracted

@@ -122,10 +122,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[s
   """Evaluates the encoder in ``workdir`` on ``config.lbfgs.layers``: features of the
   train split (``num_train_examples`` of them, -1 for all) and the test split."""
   layers = tuple(config.lbfgs.layers)
-  train_feats, train_y = features_lib.extract(config, workdir, config.dataset.train_split,
-                                              layers, devices)
-  test_feats, test_y = features_lib.extract(config, workdir, config.dataset.test_split,
-                                            layers, devices)
+  train_split, test_split = config.dataset.train_split, config.dataset.test_split
+  extracted = features_lib.extract(config, workdir, (train_split, test_split), layers, devices)
+  (train_feats, train_y), (test_feats, test_y) = extracted[train_split], extracted[test_split]
   if config.lbfgs.num_train_examples > 0:
     keep = np.random.default_rng(config.seed).permutation(len(train_y))[
         :config.lbfgs.num_train_examples]
