@@ -41,14 +41,14 @@ def time_training(config, steps: int) -> dict:
   task = step_lib.import_task(config)
   tx, schedule = optim.make(config, 1_281_167)
   model = step_lib.build_model(config, task, 1000, mesh)
-  state = jax.jit(lambda: step_lib.init_state(config, model, tx, task),
-                  out_shardings=step_lib.replicated(mesh))()
+  state = step_lib.create_state(config, model, tx, task, mesh)
   rng = np.random.default_rng(0)
   shape = (config.batch_size,) + step_lib.example_shape(config, task)
   batch = {'image': rng.integers(0, 256, shape, np.uint8),
            'label': rng.integers(0, 1000, (config.batch_size,), np.int32)}
   batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh)
+  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh,
+                                        optim.total_steps(config, 1_281_167))
   t0 = time.perf_counter()
   for _ in range(2):
     state, metrics = train_step(state, batch)

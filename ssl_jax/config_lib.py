@@ -56,6 +56,9 @@ def base_config() -> ConfigDict:
   c.input.eval_crop_fraction = 0.875  # Central crop for evaluation.
   c.input.brightness = 32.0 / 255.0  # Max additive delta; 0 disables.
   c.input.saturation = (0.5, 1.5)  # Multiplicative range; (1, 1) disables.
+  # Supervised task's device augmentation: 'revisiting' (brightness and saturation above)
+  # or 'contrastive' (the augment section: a supervised baseline with the same views).
+  c.input.device_augment = 'revisiting'
   # Patch tasks' evaluation representation (Revisiting §2.3): > 0 averages every end point
   # over the eval_patch_grid^2 contiguous patches of a central crop (3: 9 patches of 64
   # px from a 192-px crop of the image resized to 224 on its shorter side).
@@ -86,6 +89,81 @@ def base_config() -> ConfigDict:
   c.patches.num_permutations = 100  # Jigsaw: size of the maximal-Hamming set.
   c.patches.permutation_subset = 8  # Jigsaw: permutations sampled per step.
 
+  # Contrastive views (SimCLR, MoCo, BYOL; reference contrastive.md §1.3, §2.3, §3): the
+  # random resized crop and flip are made on the host (input.crop_area, input.flip), the
+  # rest on the device, one key per image. Defaults: SimCLR v2 at strength s=1.
+  c.augment = ConfigDict()
+  c.augment.jitter_prob = 0.8  # Colour jitter (random order, clip after each op).
+  c.augment.brightness = 0.8  # 0.8s; multiplicative U[1-b, 1+b] or additive U[-b, b].
+  c.augment.brightness_mode = 'multiplicative'  # SimCLR v2; 'additive': v1, BYOL.
+  c.augment.contrast = 0.8  # x U[1-c, 1+c] about the per-channel mean.
+  c.augment.saturation = 0.8  # x U[1-s, 1+s].
+  c.augment.hue = 0.2  # + U[-h, h] turns.
+  c.augment.grayscale_prob = 0.2
+  c.augment.grayscale_first = False  # MoCo v1 (InstDisc): grayscale before the jitter.
+  c.augment.blur_prob = (0.5, 0.5)  # Per view; BYOL (1.0, 0.1).
+  c.augment.blur_sigma = (0.1, 2.0)  # sigma ~ U[lo, hi] in pixels.
+  c.augment.blur_per = 'image'  # 'image' (BYOL, MoCo) or 'batch' (SimCLR's code).
+  c.augment.solarize_prob = (0.0, 0.0)  # Per view; BYOL (0.0, 0.2).
+  # Network input, in pretraining and evaluation: 'symmetric' [-1, 1] (the Revisiting
+  # models), 'unit' [0, 1] (SimCLR) or 'imagenet' mean/std (MoCo, BYOL).
+  c.augment.normalize = 'symmetric'
+
+  # SimCLR (Chen et al. 2020; reference §1).
+  c.simclr = ConfigDict()
+  c.simclr.temperature = 0.1
+  c.simclr.proj_layers = 3  # v1 released head: 2; v2: 3.
+  c.simclr.proj_hidden = 2048
+  c.simclr.proj_dim = 128
+
+  # MoCo v1/v2 (He et al. 2020; Chen et al. 2020; reference §2) and Exemplar-v1/v2 (Zhao
+  # et al. 2021; reference §4): a queue of keys from an EMA key encoder.
+  c.moco = ConfigDict()
+  c.moco.temperature = 0.07  # v1 0.07; v2 0.2.
+  c.moco.momentum = 0.999
+  c.moco.queue_size = 65_536  # Must be a multiple of batch_size.
+  c.moco.mlp = False  # v2: Dense(2048) -> ReLU -> Dense(dim).
+  c.moco.proj_hidden = 2048
+  c.moco.proj_dim = 128
+  # BN in both encoders takes its statistics over bn_groups equal slices of the batch
+  # (the reference's 8 GPUs of 32 images; 0: one group per device). The BatchNorm leak
+  # remedy (shuffling BN, MoCo §3.3) under jit: the keys are permuted across the groups
+  # before the key encoder and put back after, so a query and its key never share BN
+  # statistics.
+  c.moco.bn_groups = 8
+  c.moco.shuffle_keys = True
+  # Exemplar (Zhao et al.): drop queue keys of the query's class from the denominator.
+  c.moco.filter_negatives_by_label = False
+
+  # BYOL (Grill et al. 2020; reference §3).
+  c.byol = ConfigDict()
+  c.byol.proj_hidden = 4096
+  c.byol.proj_dim = 256
+  c.byol.base_ema = 0.996  # tau_k = 1 - (1 - base) (cos(pi k / K) + 1) / 2.
+
+  # Weighted kNN on frozen features (Wu et al. 2018's monitor): as an evaluator ('knn' in
+  # evals) and, every knn.every steps, during pretraining (0: never).
+  c.knn = ConfigDict()
+  c.knn.every = 0
+  c.knn.k = 200
+  c.knn.temperature = 0.1
+  c.knn.layer = 'pre_logits'
+
+  # Fine-tuning (evaluator 'finetune'): the whole encoder with a new linear head, on all
+  # labels or a subset of the train split (Cole et al.: 10k and 50k labelled images).
+  c.finetune = ConfigDict()
+  c.finetune.labels_per_class = -1  # > 0: this many labelled images per class.
+  c.finetune.label_fraction = 1.0  # < 1: this fraction of the train split (per class).
+  c.finetune.batch_size = 256
+  c.finetune.base_lr = 0.05  # x batch / 256 (SimCLR B.5 semi-supervised: 0.05).
+  c.finetune.momentum = 0.9
+  c.finetune.nesterov = True
+  c.finetune.weight_decay = 0.0
+  c.finetune.total_epochs = 30.0
+  c.finetune.total_steps = -1  # >= 0 overrides total_epochs.
+  c.finetune.warmup_epochs = 0.0
+  c.finetune.log_every = 100
+
   c.model = ConfigDict()
   c.model.name = 'resnet'  # Module in ssl_jax/models/.
   c.model.variant = 'v2'  # 'v1' or 'v2'.
@@ -97,18 +175,25 @@ def base_config() -> ConfigDict:
   c.model.dtype = 'float32'  # 'bfloat16' on accelerators.
   c.model.bn_momentum = 0.99
   c.model.bn_epsilon = 1e-3
+  c.model.zero_init_last_bn = False  # SimCLR's code: last BN gamma of each unit starts at 0.
   # Revisiting §4.6: a bias-free linear layer that sets the pre_logits size independently
   # of k (0: none, pre_logits is the pooled block4).
   c.model.representation_size = 0
   c.model.vgg_names = 'paper'  # VGG end points named as the paper ('paper') or code ('code').
 
   c.optimizer = ConfigDict()
+  c.optimizer.name = 'sgd'  # 'sgd' (momentum) or 'lars' (SimCLR, BYOL; reference §1.4).
+  c.optimizer.lars_eta = 1e-3  # LARS trust coefficient.
+  # 'kernels': decay conv and dense kernels only (Revisiting §3; LARS excludes BN and
+  # biases from decay and trust scaling); 'all': every parameter (MoCo's SGD).
+  c.optimizer.weight_decay_on = 'kernels'
   c.optimizer.momentum = 0.9
   c.optimizer.nesterov = False
   c.optimizer.weight_decay = 1e-4  # On kernels only (Revisiting §3).
   c.optimizer.fc_weight_decay = -1.0  # Kernels of modules named *_fcwd; -1: weight_decay.
   c.optimizer.base_lr = 0.1
-  c.optimizer.lr_scaling = 'linear'  # lr = base_lr * batch_size / 256; or 'none'.
+  # 'linear': base_lr * batch_size / 256; 'sqrt': base_lr * sqrt(batch_size); 'none'.
+  c.optimizer.lr_scaling = 'linear'
   c.optimizer.schedule = 'step'  # 'step', 'cosine' or 'constant'.
   c.optimizer.warmup_epochs = 5.0  # Used when warmup_steps < 0.
   c.optimizer.warmup_steps = -1
@@ -172,9 +257,23 @@ def validate(config: ConfigDict) -> None:
   if config.optimizer.schedule not in ('step', 'cosine', 'constant'):
     raise ValueError(f'optimizer.schedule={config.optimizer.schedule!r}: use step, '
                      'cosine or constant.')
-  if config.optimizer.lr_scaling not in ('linear', 'none'):
-    raise ValueError(f'optimizer.lr_scaling={config.optimizer.lr_scaling!r}: use linear '
-                     'or none.')
+  if config.optimizer.lr_scaling not in ('linear', 'sqrt', 'none'):
+    raise ValueError(f'optimizer.lr_scaling={config.optimizer.lr_scaling!r}: use linear, '
+                     'sqrt or none.')
+  _check_choice(config, 'optimizer.name', ('sgd', 'lars'))
+  _check_choice(config, 'input.device_augment', ('revisiting', 'contrastive'))
+  _check_choice(config, 'optimizer.weight_decay_on', ('kernels', 'all'))
+  _check_choice(config, 'augment.brightness_mode', ('multiplicative', 'additive'))
+  _check_choice(config, 'augment.blur_per', ('image', 'batch'))
+  _check_choice(config, 'augment.normalize', ('unit', 'imagenet', 'symmetric'))
+  for name in ('augment.blur_prob', 'augment.solarize_prob'):
+    if len(config.augment[name.split('.')[1]]) != 2:
+      raise ValueError(f'{name} holds one probability per view: (view 1, view 2).')
+  if config.task == 'moco' and config.moco.queue_size % config.batch_size:
+    raise ValueError(f'moco.queue_size={config.moco.queue_size} must be a multiple of '
+                     f'batch_size={config.batch_size} (MoCo enqueues whole batches).')
+  if config.knn.every < 0 or config.knn.k <= 0:
+    raise ValueError('knn.every must be >= 0 (0: no monitor) and knn.k positive.')
   if config.input.crop not in ('inception', 'resize'):
     raise ValueError(f"input.crop={config.input.crop!r}: use 'inception' or 'resize'.")
   if config.exemplar.normalize not in ('vector', 'batch'):
@@ -188,6 +287,12 @@ def validate(config: ConfigDict) -> None:
       raise ValueError(f'{name}={config[section][field]} is a probability: use 0..1.')
   if not 0.0 < config.lbfgs.holdout_fraction < 1.0:
     raise ValueError('lbfgs.holdout_fraction must lie strictly between 0 and 1.')
+
+
+def _check_choice(config: ConfigDict, name: str, choices: tuple[str, ...]) -> None:
+  section, field = name.split('.')
+  if config[section][field] not in choices:
+    raise ValueError(f'{name}={config[section][field]!r}: use one of {", ".join(choices)}.')
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
@@ -294,15 +399,110 @@ def revisiting_pretext(arg: str | None, *, task: str, model: str, k: float, vari
       c.patches.resize, c.patches.crop, c.patches.size = 96, 90, 24
       c.patches.hidden = 512
       c.patches.embedding = 128
-      # A few CPU minutes are too few for dropout 0.5 and 100 permutations: the pretext
-      # loss stays at chance (measured); 10 permutations, all used, and no dropout learn.
+      # A few CPU minutes are too few for dropout 0.5: with it the pretext loss stays at
+      # chance, ln 100, for 450 steps; without it the 100-permutation task learns, and
+      # its representation beats 10 permutations' (measured).
       c.patches.dropout = 0.0
-      c.patches.num_permutations = 10
-      c.patches.permutation_subset = 10
+      c.patches.num_permutations = 100
+      c.patches.permutation_subset = 16
       c.input.image_size = 72
       c.input.eval_crop_fraction = 1.0
       c.linear.resize = 80
   return c, args
+
+
+def contrastive_pretext(arg: str | None, *, task: str, batch: int, epochs: float,
+                        **extra: Any) -> tuple[ConfigDict, ConfigDict]:
+  """(config, parsed arguments): the common part of the contrastive recipes (reference
+  contrastive.md), unlocked: ResNet50 v1 (the methods' encoder), 224-px random resized
+  crops and flips on the host, colour/blur/solarise on the device, cosine schedule,
+  evaluation by kNN and L-BFGS on pre_logits. Arguments: ``k, dataset, batch, epochs,
+  runlocal`` (k=0 means 4, or 0.25 with runlocal; epochs=0 the recipe's) and the
+  config's own ``extra`` arguments with their defaults."""
+  args = parse_arg(arg, k=0.0, dataset='imagenet2012', batch=batch, epochs=0.0,
+                   runlocal=False, **extra)
+  c = base_config()
+  c.task = task
+  c.model.name = 'resnet'
+  c.model.variant = 'v1'
+  c.model.k = args.k or 4.0
+  c.model.dtype = 'bfloat16'
+  c.dataset.name = args.dataset
+  c.dataset.test_split = TEST_SPLITS.get(args.dataset.split(':')[0], 'test')
+  c.batch_size = args.batch
+  c.total_epochs = args.epochs or epochs
+  c.input.crop = 'inception'
+  c.input.crop_area = (0.08, 1.0)
+  c.input.crop_aspect = (3 / 4, 4 / 3)
+  c.input.eval_crop_fraction = 0.875
+  c.optimizer.schedule = 'cosine'
+  c.optimizer.decay_epochs = ()
+  c.evals = ('knn', 'lbfgs')
+  c.lbfgs.num_train_examples = 100_000
+  c.knn.every = 5_000
+  if args.runlocal:
+    apply_runlocal(c)
+    c.model.k = args.k or c.model.k
+    # Random crops are the core of these methods: keep them (32 px, CIFAR settings of
+    # SimCLR: colour strength 0.5, no blur; reference §1.3, §1.5).
+    c.input.crop = 'inception'
+    c.input.eval_crop_fraction = 1.0
+    c.augment.blur_prob = (0.0, 0.0)
+    c.knn.every = 250
+    c.knn.k = 20
+  return c, args
+
+
+def colour_strength(config: ConfigDict, s: float) -> None:
+  """SimCLR's colour jitter of strength ``s``: brightness, contrast and saturation 0.8s,
+  hue 0.2s (reference §1.3)."""
+  config.augment.brightness = config.augment.contrast = config.augment.saturation = 0.8 * s
+  config.augment.hue = 0.2 * s
+
+
+def moco_recipe(c: ConfigDict, args: ConfigDict, version: int) -> ConfigDict:
+  """The MoCo v1 or v2 recipe (reference contrastive.md §2.1-2.3) on a
+  :func:`contrastive_pretext` config, with Exemplar's label filter if ``args.exemplar``."""
+  c.moco.filter_negatives_by_label = args.exemplar
+  c.moco.temperature = 0.07 if version == 1 else 0.2
+  c.moco.mlp = version == 2
+  c.moco.momentum = 0.999
+  c.moco.queue_size = 65_536
+  c.moco.bn_groups = 8
+  c.input.crop_area = (0.2, 1.0)
+  c.input.crop_aspect = (3 / 4, 4 / 3)
+  c.augment.normalize = 'imagenet'
+  c.augment.brightness_mode = 'multiplicative'  # torchvision ColorJitter.
+  c.augment.brightness = c.augment.contrast = c.augment.saturation = 0.4
+  c.augment.grayscale_prob = 0.2
+  c.augment.blur_per = 'image'
+  c.augment.solarize_prob = (0.0, 0.0)
+  if version == 1:
+    c.augment.hue = 0.4
+    c.augment.jitter_prob = 1.0
+    c.augment.grayscale_first = True
+    c.augment.blur_prob = (0.0, 0.0)
+  else:
+    c.augment.hue = 0.1
+    c.augment.jitter_prob = 0.8
+    c.augment.grayscale_first = False
+    c.augment.blur_prob = c.augment.blur_prob if args.runlocal else (0.5, 0.5)
+  c.optimizer.name = 'sgd'
+  c.optimizer.base_lr = 0.03
+  c.optimizer.lr_scaling = 'linear'
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.weight_decay_on = 'all'
+  c.optimizer.warmup_epochs = 0.0
+  if version == 1:
+    c.optimizer.schedule = 'step'
+    c.optimizer.decay_epochs = (120.0, 160.0)
+  else:
+    c.optimizer.schedule = 'cosine'
+  if args.runlocal:
+    c.moco.queue_size = 1024
+    c.optimizer.schedule = 'cosine'
+    c.optimizer.base_lr = 0.12  # 0.03 x 64/256 = 0.03 per step: few steps need more.
+  return c
 
 
 def field_names(config: ConfigDict, prefix: str = '') -> set[str]:

@@ -59,11 +59,21 @@ def split_into_patches(images: jax.Array, grid: int) -> jax.Array:
   return patches.transpose(0, 1, 3, 2, 4, 5).reshape(n * grid * grid, side, side, c)
 
 
+def model_input(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Array:
+  """Float images in [0, 1] -> the network input the config's pretraining used:
+  per-image standardisation with ``input.eval_standardize`` (Exemplar, patch tasks), else
+  ``augment.normalize`` ([-1, 1] for the Revisiting models, [0, 1] for SimCLR, ImageNet
+  mean/std for MoCo and BYOL)."""
+  if config.input.eval_standardize:
+    return augment.standardize(images)
+  return augment.normalize(images, config.augment.normalize)
+
+
 def representation(config: ml_collections.ConfigDict, encoder: nn.Module,
                    layers: Sequence[str] | None, max_features: int | None) -> Callable:
   """``(variables, uint8 images) -> {layer: features}`` of the frozen encoder.
 
-  Inputs are scaled to [-1, 1] or standardised (``input.eval_standardize``). With
+  Inputs are scaled as in pretraining (:func:`model_input`). With
   ``input.eval_patch_grid`` > 0 every end point is taken per patch, pooled (§4.2) and
   averaged over the patches (Revisiting §2.3). ``max_features=None`` keeps the maps
   unpooled and unflattened (averaged over patches elementwise).
@@ -74,7 +84,7 @@ def representation(config: ml_collections.ConfigDict, encoder: nn.Module,
     x = augment.to_unit(images)
     if grid:
       x = split_into_patches(x, grid)
-    x = augment.standardize(x) if config.input.eval_standardize else augment.to_model_input(x)
+    x = model_input(config, x)
     end_points = encoder.apply(variables, x, train=False)
     missing = set(layers or ()) - set(end_points)
     if missing:

@@ -24,9 +24,15 @@ def total_steps(config: ml_collections.ConfigDict, num_train_examples: int) -> i
 
 
 def peak_lr(config: ml_collections.ConfigDict) -> float:
-  """base_lr * batch / 256 (batch in images, not network inputs) or base_lr."""
-  scale = config.batch_size / 256 if config.optimizer.lr_scaling == 'linear' else 1.0
-  return config.optimizer.base_lr * scale
+  """The peak learning rate from ``optimizer.base_lr`` and the batch (in images, not
+  network inputs): linear scaling base_lr * B / 256, square-root scaling base_lr * sqrt(B)
+  (SimCLR Table B.1, better for small batches), or none."""
+  scaling = config.optimizer.lr_scaling
+  if scaling == 'linear':
+    return config.optimizer.base_lr * config.batch_size / 256
+  if scaling == 'sqrt':
+    return config.optimizer.base_lr * math.sqrt(config.batch_size)
+  return config.optimizer.base_lr
 
 
 def learning_rate(config: ml_collections.ConfigDict, num_train_examples: int) -> optax.Schedule:
@@ -53,21 +59,32 @@ def learning_rate(config: ml_collections.ConfigDict, num_train_examples: int) ->
 
 
 def weight_decay_rates(params, config: ml_collections.ConfigDict) -> dict:
-  """The L2 rate of every parameter: ``optimizer.weight_decay`` on conv and dense kernels,
-  0 on BN parameters and biases (Revisiting §3). Module-name suffixes mark exceptions:
-  ``_nowd`` takes none (RevNet's root "random projection", reference §1.2) and ``_fcwd``
-  takes ``optimizer.fc_weight_decay`` when it is >= 0 (the patch tasks' FC head, 5e-4)."""
+  """The L2 rate of every parameter. With ``optimizer.weight_decay_on='kernels'``:
+  ``optimizer.weight_decay`` on conv and dense kernels, 0 on BN parameters and biases
+  (Revisiting §3; SimCLR and BYOL's LARS exclusions). Module-name suffixes mark
+  exceptions: ``_nowd`` takes none (RevNet's root "random projection", reference §1.2) and
+  ``_fcwd`` takes ``optimizer.fc_weight_decay`` when it is >= 0 (the patch tasks' FC head,
+  5e-4). With 'all': every parameter (MoCo's SGD decays BN and biases too)."""
   opt = config.optimizer
 
   def rate(path, _) -> float:
     names = [str(getattr(p, 'key', '')) for p in path]
-    if names[-1] != 'kernel' or any(n.endswith('_nowd') for n in names):
+    if any(n.endswith('_nowd') for n in names):
+      return 0.0
+    if opt.weight_decay_on == 'kernels' and names[-1] != 'kernel':
       return 0.0
     if opt.fc_weight_decay >= 0 and any(n.endswith('_fcwd') for n in names):
       return opt.fc_weight_decay
     return opt.weight_decay
 
   return jax.tree_util.tree_map_with_path(rate, params)
+
+
+def is_kernel(params) -> dict:
+  """True for conv and dense kernels: the parameters LARS adapts (SimCLR and BYOL exclude
+  BN parameters and biases from the trust ratio; reference contrastive.md §1.4, §3)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: str(getattr(path[-1], 'key', '')) == 'kernel', params)
 
 
 def add_weight_decay(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -81,11 +98,23 @@ def add_weight_decay(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 
 
 def make(config: ml_collections.ConfigDict, num_train_examples: int):
-  """Returns (optax transformation, schedule): SGD with momentum, the L2 gradient
-  ``weight_decay * w`` added on kernels before momentum, as TF's loss-side L2 does."""
+  """Returns (optax transformation, schedule).
+
+  'sgd': SGD with momentum, the L2 gradient ``rate * w`` added before momentum, as TF's
+  loss-side L2 does. 'lars': the same decay, then the LARS trust ratio
+  eta * ||w|| / ||g + wd w|| on kernels only (1 where either norm is 0), then the learning
+  rate, then momentum: SimCLR's order, where the rate sits inside the momentum buffer
+  (BYOL's optax chain applies it after the momentum; the two agree at constant rate).
+  """
   schedule = learning_rate(config, num_train_examples)
+  opt = config.optimizer
+  if opt.name == 'lars':
+    return optax.chain(
+        add_weight_decay(config),
+        optax.masked(optax.scale_by_trust_ratio(trust_coefficient=opt.lars_eta), is_kernel),
+        optax.scale_by_learning_rate(schedule),
+        optax.trace(decay=opt.momentum, nesterov=opt.nesterov)), schedule
   tx = optax.chain(
       add_weight_decay(config),
-      optax.sgd(schedule, momentum=config.optimizer.momentum,
-                nesterov=config.optimizer.nesterov))
+      optax.sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov))
   return tx, schedule

@@ -81,8 +81,11 @@ def _import(package: str, name: str) -> ModuleType:
 
 def build_model(config: ml_collections.ConfigDict, task: ModuleType, num_classes: int,
                 mesh: jax.sharding.Mesh) -> Model:
-  """Encoder + head; BN statistics per device when ``config.per_device_bn``."""
+  """Encoder + head; BN statistics per device when ``config.per_device_bn``, or over
+  the groups the task's ``bn_groups(config, mesh)`` asks for (MoCo)."""
   bn_groups = mesh.size if config.per_device_bn else 1
+  if hasattr(task, 'bn_groups'):
+    bn_groups = task.bn_groups(config, mesh)
   return Model(build_encoder(config, bn_groups), task.make_head(config, num_classes))
 
 
@@ -94,61 +97,106 @@ def example_shape(config: ml_collections.ConfigDict, task: ModuleType) -> tuple[
   return (config.input.image_size, config.input.image_size, 3)
 
 
-def init_state(config: ml_collections.ConfigDict, model: Model, tx: optax.GradientTransformation,
-               task: ModuleType) -> TrainState:
-  """Fresh state from ``config.seed``; jit it with replicated out_shardings."""
+def init_variables(config: ml_collections.ConfigDict, model: Model, task: ModuleType,
+                   seed: int) -> dict:
+  """The variables ({'params', 'batch_stats'}) of ``model`` initialised from ``seed`` on
+  a dummy example of the task's input shape."""
   dummy = {'image': jnp.zeros((1,) + example_shape(config, task), jnp.uint8),
            'label': jnp.zeros((1,), jnp.int32)}
   views = task.views(dummy, jax.random.key(0), config)
-  variables = model.init({'params': jax.random.key(config.seed), 'dropout': jax.random.key(0)},
+  variables = model.init({'params': jax.random.key(seed), 'dropout': jax.random.key(0)},
                          views, train=False)
+  return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
+
+
+def init_state(config: ml_collections.ConfigDict, model: Model, tx: optax.GradientTransformation,
+               task: ModuleType) -> TrainState:
+  """Fresh state from ``config.seed``; :func:`create_state` jits it onto a mesh."""
+  variables = init_variables(config, model, task, config.seed)
   params = variables['params']
   init_task_state = getattr(task, 'init_task_state', None)
   return TrainState(
-      step=jnp.zeros((), jnp.int32), params=params,
-      batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
+      step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables['batch_stats'],
+      opt_state=tx.init(params),
       task_state=init_task_state(config, params) if init_task_state else None)
+
+
+def state_sharding(state: TrainState, mesh: jax.sharding.Mesh, task: ModuleType) -> Any:
+  """Shardings of a (possibly abstract) state: replicated, except the task-state entries
+  the task lists in ``SHARDED_STATE`` (a MoCo queue), split along their first axis over
+  the data axis when it divides evenly (memory: a 65,536-key queue per device is waste)."""
+  sharded_names = getattr(task, 'SHARDED_STATE', ())
+
+  def sharding(path, leaf):
+    names = [str(getattr(p, 'key', getattr(p, 'name', ''))) for p in path]
+    if (names and names[0] == 'task_state' and any(n in sharded_names for n in names)
+        and leaf.ndim and leaf.shape[0] % mesh.size == 0):
+      return batch_sharding(mesh)
+    return replicated(mesh)
+
+  return jax.tree_util.tree_map_with_path(sharding, state)
+
+
+def create_state(config: ml_collections.ConfigDict, model: Model,
+                 tx: optax.GradientTransformation, task: ModuleType,
+                 mesh: jax.sharding.Mesh) -> TrainState:
+  """:func:`init_state`, jitted straight into its shardings on ``mesh``."""
+  init = lambda: init_state(config, model, tx, task)  # noqa: E731
+  shardings = state_sharding(jax.eval_shape(init), mesh, task)
+  return jax.jit(init, out_shardings=shardings)()
 
 
 def make_train_step(config: ml_collections.ConfigDict, model: Model,
                     tx: optax.GradientTransformation, task: ModuleType,
-                    schedule: Callable, mesh: jax.sharding.Mesh) -> Callable:
+                    schedule: Callable, mesh: jax.sharding.Mesh,
+                    total_steps: int) -> Callable:
   """The jitted ``(state, batch) -> (state, metrics)``.
 
   The batch is a global array sharded over the mesh and the loss a mean over the global
   batch, so XLA inserts the cross-device reductions and the result does not depend on the
-  number of devices. The state is replicated and donated.
+  number of devices. The state keeps the shardings of :func:`state_sharding` and is
+  donated. Order within a step: views; the task's ``targets`` from the task state, without
+  gradient (MoCo keys, BYOL target projections); loss and gradients; the optimiser update;
+  then ``update_task_state`` with the updated parameters (EMA, enqueue).
   """
   base_key = jax.random.key(config.seed + 1)
+  targets_fn = getattr(task, 'targets', None)
   update_task_state = getattr(task, 'update_task_state', None)
+  shardings = state_sharding(
+      jax.eval_shape(lambda: init_state(config, model, tx, task)), mesh, task)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-    key_views, key_dropout = jax.random.split(jax.random.fold_in(base_key, state.step))
+    key_views, key_dropout, key_targets = jax.random.split(
+        jax.random.fold_in(base_key, state.step), 3)
     views = task.views(batch, key_views, config)
     views['inputs'] = jax.lax.with_sharding_constraint(views['inputs'], batch_sharding(mesh))
+    if targets_fn:
+      views.update(jax.lax.stop_gradient(
+          targets_fn(state.task_state, views, key_targets, config, mesh)))
 
     def loss_fn(params):
       outputs, mutated = model.apply(
           {'params': params, 'batch_stats': state.batch_stats}, views, train=True,
           mutable=['batch_stats'], rngs={'dropout': key_dropout})
       loss, metrics = task.loss(outputs, views, state.task_state, config)
-      return loss, (metrics, mutated['batch_stats'], outputs)
+      return loss, (metrics, mutated['batch_stats'])
 
-    (loss, (metrics, batch_stats, outputs)), grads = jax.value_and_grad(
+    (loss, (metrics, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     task_state = state.task_state
     if update_task_state:
-      task_state = update_task_state(task_state, params, outputs, views, state.step, config)
+      task_state = update_task_state(task_state, params, views, state.step, total_steps,
+                                     config)
     metrics = dict(metrics, loss=loss, learning_rate=schedule(state.step),
                    grad_norm=optax.tree.norm(grads))
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state, task_state=task_state)
     return new_state, metrics
 
-  return jax.jit(train_step, in_shardings=(replicated(mesh), batch_sharding(mesh)),
-                 out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
+  return jax.jit(train_step, in_shardings=(shardings, batch_sharding(mesh)),
+                 out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
 
 
 def make_summary_fn(config: ml_collections.ConfigDict, task: ModuleType,

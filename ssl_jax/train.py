@@ -26,6 +26,7 @@ from ssl_jax import optim
 from ssl_jax import step as step_lib
 from ssl_jax import writers
 from ssl_jax.data import input_pipeline
+from ssl_jax.evaluate import knn as knn_lib
 
 # Set by SIGTERM; the loop checks it after every step.
 STOP_REQUESTED = threading.Event()
@@ -72,8 +73,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   tx, schedule = optim.make(config, info.num_train_examples)
   total = optim.total_steps(config, info.num_train_examples)
   model = step_lib.build_model(config, task, info.num_classes, mesh)
-  state = jax.jit(functools.partial(step_lib.init_state, config, model, tx, task),
-                  out_shardings=step_lib.replicated(mesh))()
+  state = step_lib.create_state(config, model, tx, task, mesh)
   ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints)
   state = ckpt.restore(state)
   start = int(state.step)
@@ -88,8 +88,11 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     return True
 
   writer = writers.create(workdir)
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh)
+  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
   summary_fn = step_lib.make_summary_fn(config, task, mesh)
+  # Wu et al. 2018's weighted kNN on the live encoder (compiled once, run every knn.every).
+  knn_monitor = (knn_lib.make_monitor(config, model.encoder, builder, mesh)
+                 if config.knn.every > 0 else None)
   batches = input_pipeline.train_batches(config, builder, mesh, task.preprocess, start)
   progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
                                              every_steps=config.log_every)
@@ -117,6 +120,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         logging.info('step %d/%d | loss %.4f | %.2f steps/s | ETA %s', done, total,
                      means['loss'], rate, _duration((total - done) / max(rate, 1e-9)))
         pending = []
+      if knn_monitor and (done % config.knn.every == 0 or done == total):
+        knn = knn_monitor(state)
+        writer.write_scalars(done, knn)
+        logging.info('step %d/%d | kNN %s', done, total, knn_lib.format_results(knn))
       if done % config.checkpoint_every == 0 or done == total or stop:
         _check_finite(pending, last_saved, workdir)
         ckpt.save(done, state)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 
 def to_unit(images: jax.Array) -> jax.Array:
@@ -28,8 +29,14 @@ def rgb_to_hsv(rgb: jax.Array) -> jax.Array:
   delta = value - rgb.min(-1)
   safe_delta = jnp.where(delta > 0, delta, 1.0)
   saturation = jnp.where(value > 0, delta / jnp.where(value > 0, value, 1.0), 0.0)
-  hue = jnp.where(value == r, (g - b) / safe_delta,
-                  jnp.where(value == g, 2.0 + (b - r) / safe_delta, 4.0 + (r - g) / safe_delta))
+  # The max channel is picked by comparing the channels with each other, not by
+  # ``value == r``: XLA may recompute r inside another fusion with different rounding than
+  # the materialised max, and an equality test then falls through to the wrong formula
+  # (seen under a sharded jit). At ties both formulas give the same hue.
+  r_max = (r >= g) & (r >= b)
+  g_max = g >= b
+  hue = jnp.where(r_max, (g - b) / safe_delta,
+                  jnp.where(g_max, 2.0 + (b - r) / safe_delta, 4.0 + (r - g) / safe_delta))
   hue = jnp.where(delta > 0, (hue / 6.0) % 1.0, 0.0)
   return jnp.stack([hue, saturation, value], -1)
 
@@ -93,3 +100,247 @@ def standardize(x: jax.Array, axes: tuple[int, ...] = (-3, -2, -1)) -> jax.Array
   mean = x.mean(axes, keepdims=True)
   std = jnp.sqrt(jnp.square(x - mean).mean(axes, keepdims=True))
   return (x - mean) / jnp.maximum(std, 1.0 / jnp.sqrt(float(n)))
+
+
+# --- Contrastive views: SimCLR v1/v2, MoCo v1/v2, BYOL (reference contrastive.md §1.3,
+# §2.3, §3). The random resized crop and the flip run on the host; everything below runs
+# on the device, one key per (image, view).
+
+# ImageNet channel statistics of torchvision / MoCo's main_moco.py and BYOL's forward pass.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def adjust_contrast(image: jax.Array, factor: jax.Array) -> jax.Array:
+  """(x - mean) * factor + mean, the mean per channel over the image
+  (tf.image.adjust_contrast; no clipping, as in TF)."""
+  mean = image.mean((-3, -2), keepdims=True)
+  return (image - mean) * factor + mean
+
+
+def adjust_hue(image: jax.Array, delta: jax.Array) -> jax.Array:
+  """Rotates the HSV hue by ``delta`` turns (tf.image.adjust_hue); the input should lie
+  in [0, 1], where the output stays."""
+  hsv = rgb_to_hsv(image)
+  # Floor modulo keeps the hue in [0, 1) for negative deltas too.
+  hsv = hsv.at[..., 0].set((hsv[..., 0] + delta) % 1.0)
+  return hsv_to_rgb(hsv)
+
+
+def random_brightness(image: jax.Array, key: jax.Array, strength: float,
+                      mode: str = 'multiplicative') -> jax.Array:
+  """Random brightness, clipped to [0, 1]: 'multiplicative' x * U[max(1-s, 0), 1+s]
+  (SimCLR v2's code default since Aug 2020) or 'additive' x + U[-s, s] (SimCLR v1 /
+  tf.image.random_brightness, BYOL). Strength 0 is the identity."""
+  if mode == 'multiplicative':
+    factor = jax.random.uniform(key, (), minval=max(1.0 - strength, 0.0),
+                                maxval=1.0 + strength)
+    out = image * factor
+  elif mode == 'additive':
+    out = adjust_brightness(image, jax.random.uniform(key, (), minval=-strength,
+                                                      maxval=strength))
+  else:
+    raise ValueError(f'Unknown brightness mode {mode!r}: multiplicative or additive.')
+  # The jitter clips after every op (SimCLR's color_jitter_rand); clipping here too keeps
+  # the op a valid image on its own and changes nothing inside the jitter.
+  return jnp.clip(out, 0.0, 1.0)
+
+
+def color_jitter(image: jax.Array, key: jax.Array, brightness: float, contrast: float,
+                 saturation: float, hue: float,
+                 brightness_mode: str = 'multiplicative') -> jax.Array:
+  """SimCLR's color_jitter_rand (reference §1.3) and BYOL's color_transform (§3):
+  brightness, contrast x U[1-c, 1+c], saturation x U[1-s, 1+s] and hue + U[-h, h] turns
+  in a random order drawn per image, with a clip to [0, 1] after each op. The strengths
+  are python floats (static config); an op of strength 0 is skipped, as in both codes.
+
+  The order is a permutation of the four op indices; step i of a ``fori_loop`` applies op
+  perm[i] with ``lax.switch``, so nothing branches in python on a traced value (the loop
+  instead of four unrolled steps halves the compile time). Under ``vmap`` the switch
+  becomes a select over the four ops (BYOL's vmapped ``lax.cond`` does the same).
+  """
+  k_perm, k_bright, k_contrast, k_sat, k_hue = jax.random.split(key, 5)
+  # Every op's random value is drawn up front from its own key, so it does not depend on
+  # the op's position in the order.
+  # tf.image.random_contrast / random_saturation require lower >= 0: floor at 0 for s > 1.
+  c_factor = jax.random.uniform(k_contrast, (), minval=max(1.0 - contrast, 0.0),
+                                maxval=1.0 + contrast)
+  s_factor = jax.random.uniform(k_sat, (), minval=max(1.0 - saturation, 0.0),
+                                maxval=1.0 + saturation)
+  h_delta = jax.random.uniform(k_hue, (), minval=-hue, maxval=hue)
+
+  def identity(x):
+    return x
+
+  branches = [
+      (lambda x: random_brightness(x, k_bright, brightness, brightness_mode))
+      if brightness else identity,
+      (lambda x: adjust_contrast(x, c_factor)) if contrast else identity,
+      (lambda x: adjust_saturation(x, s_factor)) if saturation else identity,
+      (lambda x: adjust_hue(x, h_delta)) if hue else identity,
+  ]
+  if all(b is identity for b in branches):
+    return jnp.clip(image, 0.0, 1.0)
+  order = jax.random.permutation(k_perm, 4)
+  return jax.lax.fori_loop(
+      0, 4, lambda i, x: jnp.clip(jax.lax.switch(order[i], branches, x), 0.0, 1.0), image)
+
+
+def random_grayscale(image: jax.Array, key: jax.Array, prob: float) -> jax.Array:
+  """:func:`rgb_to_grayscale` with probability ``prob`` (SimCLR, MoCo, BYOL: 0.2)."""
+  return jnp.where(jax.random.bernoulli(key, prob), rgb_to_grayscale(image), image)
+
+
+def blur_kernel_size(image_size: int) -> int:
+  """Taps of the Gaussian blur for an image side: SimCLR passes kernel_size =
+  image_size // 10 (22 at 224) and uses radius = kernel_size // 2 (11), i.e.
+  2 * (image_size // 20) + 1 taps (23 at 224; BYOL's 23). Below 20 px: 1 tap (identity)."""
+  return 2 * (image_size // 20) + 1
+
+
+def gaussian_blur(image: jax.Array, sigma: jax.Array, kernel_size: int) -> jax.Array:
+  """Separable Gaussian blur of one image [H, W, C] with a normalised kernel of
+  ``kernel_size`` taps (radius kernel_size // 2, as SimCLR's gaussian_blur: an even size
+  rounds up to the next odd one); ``sigma`` (pixels) may be traced.
+
+  Border: reflect padding, so a constant image stays constant. SimCLR's TF code and BYOL
+  pad with zeros ('SAME' depthwise conv), which darkens a radius-wide border; MoCo v2
+  blurs with PIL's ImageFilter.GaussianBlur, which extends the edge pixels. We choose
+  reflect: like PIL it adds no dark frame.
+
+  The convolution is a sum of shifted slices rather than ``lax.conv``: it is exact float32
+  on every backend (TPU and GPU convolutions may run f32 in bf16 / TF32) and a per-image
+  sigma under ``vmap`` stays elementwise.
+  """
+  radius = kernel_size // 2
+  if radius == 0:
+    return image
+  taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+  # Floor sigma so that sigma -> 0 gives the identity kernel instead of 0/0.
+  sigma = jnp.maximum(jnp.asarray(sigma, jnp.float32), 1e-6)
+  weights = jnp.exp(-jnp.square(taps) / (2.0 * jnp.square(sigma)))
+  weights = weights / weights.sum()
+
+  def blur_axis(x, axis):
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (radius, radius)
+    padded = jnp.pad(x, pad, mode='reflect')
+    n = x.shape[axis]
+    out = weights[0] * jax.lax.slice_in_dim(padded, 0, n, axis=axis)
+    for k in range(1, 2 * radius + 1):
+      out = out + weights[k] * jax.lax.slice_in_dim(padded, k, k + n, axis=axis)
+    return out
+
+  return blur_axis(blur_axis(image, -3), -2)
+
+
+def solarize(image: jax.Array, threshold: float = 0.5) -> jax.Array:
+  """x if x < threshold else 1 - x (BYOL's augmentations.py; reference §3)."""
+  return jnp.where(image < threshold, image, 1.0 - image)
+
+
+def normalize(image: jax.Array, mode: str) -> jax.Array:
+  """Network input from [0, 1]: 'unit' unchanged (SimCLR, §1.2), 'imagenet' (x - mean) /
+  std with the ImageNet statistics (MoCo, BYOL; §7.2) or 'symmetric' 2x - 1 (the
+  Revisiting models)."""
+  if mode == 'unit':
+    return image
+  if mode == 'imagenet':
+    mean = jnp.asarray(IMAGENET_MEAN, image.dtype)
+    std = jnp.asarray(IMAGENET_STD, image.dtype)
+    return (image - mean) / std
+  if mode == 'symmetric':
+    return to_model_input(image)
+  raise ValueError(f'Unknown normalize mode {mode!r}: unit, imagenet or symmetric.')
+
+
+def _maybe_apply(fn, image: jax.Array, key: jax.Array, prob: float) -> jax.Array:
+  """fn(image) with probability ``prob`` (SimCLR's random_apply, BYOL's _maybe_apply),
+  selected with jnp.where; a python probability of 0 or 1 is resolved statically."""
+  if prob <= 0:
+    return image
+  if prob >= 1:
+    return fn(image)
+  return jnp.where(jax.random.bernoulli(key, prob), fn(image), image)
+
+
+def contrastive_view(image: jax.Array, key: jax.Array, config: ml_collections.ConfigDict,
+                     view: int,
+                     blur_sigma: jax.Array | None = None) -> jax.Array:
+  """One view's device augmentation of one float image [H, W, 3] in [0, 1] after the
+  host crop and flip, following ``config.augment``:
+
+  colour jitter with probability jitter_prob (random order, clip after each op), then
+  grayscale with probability grayscale_prob (with grayscale_first: grayscale, then the
+  jitter, MoCo v1 / InstDisc's order, §2.3), Gaussian blur with probability
+  blur_prob[view], solarisation with probability solarize_prob[view], clip to [0, 1] and
+  :func:`normalize`. This is SimCLR's preprocess_for_train + random_blur (§1.3), MoCo v2's
+  aug+ (§2.3) and BYOL's asymmetric table (§3), depending on the config.
+
+  ``view`` is the view's index (0: the first view); an index >= 2 uses view index 1's
+  probabilities. The blur's sigma ~ U[blur_sigma range] is drawn per image, or is the given
+  batch-level ``blur_sigma`` when augment.blur_per == 'batch' (SimCLR's code draws one
+  sigma per batch and view; see :func:`contrastive_views`).
+  """
+  aug = config.augment
+  v = min(view, 1)
+  if aug.blur_per == 'batch' and blur_sigma is None:
+    raise ValueError("augment.blur_per == 'batch' needs the batch-level blur_sigma.")
+  if aug.blur_per == 'image' and blur_sigma is not None:
+    raise ValueError("augment.blur_per == 'image' draws sigma per image; got blur_sigma.")
+  k_jitter_apply, k_jitter, k_gray, k_blur_apply, k_sigma, k_solarize = (
+      jax.random.split(key, 6))
+
+  def jitter(x):
+    return color_jitter(x, k_jitter, aug.brightness, aug.contrast, aug.saturation,
+                        aug.hue, aug.brightness_mode)
+
+  x = image
+  if aug.grayscale_first:
+    x = random_grayscale(x, k_gray, aug.grayscale_prob)
+  x = _maybe_apply(jitter, x, k_jitter_apply, aug.jitter_prob)
+  if not aug.grayscale_first:
+    x = random_grayscale(x, k_gray, aug.grayscale_prob)
+  # SimCLR clips after the grayscale; the luma weights sum to 0.9999, so it only matters
+  # for inputs that were outside [0, 1].
+  x = jnp.clip(x, 0.0, 1.0)
+
+  if aug.blur_prob[v] > 0:
+    if blur_sigma is None:
+      lo, hi = aug.blur_sigma
+      blur_sigma = jax.random.uniform(k_sigma, (), minval=lo, maxval=hi)
+    kernel_size = blur_kernel_size(image.shape[-3])
+    x = _maybe_apply(lambda y: gaussian_blur(y, blur_sigma, kernel_size), x,
+                     k_blur_apply, aug.blur_prob[v])
+  x = _maybe_apply(solarize, x, k_solarize, aug.solarize_prob[v])
+  return normalize(jnp.clip(x, 0.0, 1.0), aug.normalize)
+
+
+def contrastive_views(images: jax.Array, key: jax.Array,
+                      config: ml_collections.ConfigDict) -> jax.Array:
+  """Device augmentation of a batch of host-cropped views: uint8 [B, V, H, W, 3] (V views
+  per image: 2 for the contrastive methods, 1 for a single augmented view, e.g. supervised
+  training) -> float32 [B, V, H, W, 3], each view by :func:`contrastive_view`.
+
+  Image b's view v uses the key fold_in(split(key_images, B)[b], v): one independent key
+  per (image, view), fixed by the image's position in the global batch, so the result does
+  not depend on how the batch is sharded. With augment.blur_per == 'batch', one sigma per
+  view is shared by the whole (global) batch, as in SimCLR's code.
+  """
+  num_images, num_views = images.shape[:2]
+  if num_views < 1:
+    raise ValueError('contrastive_views needs at least one view per image.')
+  k_images, k_sigma = jax.random.split(key)
+  image_keys = jax.random.split(k_images, num_images)
+  x = to_unit(images)
+  if config.augment.blur_per == 'batch':
+    lo, hi = config.augment.blur_sigma
+    sigmas = jax.random.uniform(k_sigma, (num_views,), minval=lo, maxval=hi)
+  views = []
+  for v in range(num_views):  # The view index is static: it picks the probabilities.
+    keys = jax.vmap(lambda k, v=v: jax.random.fold_in(k, v))(image_keys)
+    sigma = sigmas[v] if config.augment.blur_per == 'batch' else None
+    views.append(jax.vmap(
+        lambda image, k, v=v, sigma=sigma: contrastive_view(image, k, config, v, sigma))(
+            x[:, v], keys))
+  return jnp.stack(views, axis=1)

@@ -74,13 +74,66 @@ def per_process_batch(global_batch: int, mesh: jax.sharding.Mesh) -> int:
   return global_batch // jax.process_count()
 
 
-def _raw(builder, split: str, config: ml_collections.ConfigDict) -> tf.data.Dataset:
-  """Undecoded examples of ``split``, in file order (deterministic)."""
+def _raw(builder, split: str, config: ml_collections.ConfigDict,
+         keep_ids: np.ndarray | None = None) -> tf.data.Dataset:
+  """Undecoded examples of ``split``, in file order (deterministic); with ``keep_ids``
+  only the examples whose ``tfds_id`` is among them (filtered before the cache)."""
   ds = builder.as_dataset(
       split=split, shuffle_files=False,
       decoders={config.dataset.image_key: tfds.decode.SkipDecoding()},
-      read_config=tfds.ReadConfig(interleave_cycle_length=1, add_tfds_id=False))
+      read_config=tfds.ReadConfig(interleave_cycle_length=1,
+                                  add_tfds_id=keep_ids is not None))
+  if keep_ids is not None:
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(keep_ids, tf.string), tf.ones(len(keep_ids), tf.int32)), default_value=0)
+    ds = ds.filter(lambda example: table.lookup(example['tfds_id']) > 0)
   return ds.cache() if config.dataset.cache else ds
+
+
+def split_ids_and_labels(config: ml_collections.ConfigDict, builder,
+                         split: str) -> tuple[np.ndarray, np.ndarray]:
+  """(``tfds_id`` bytes [N], labels int64 [N]) of every example of ``split`` in file order:
+  one pass that parses only the label (images are neither parsed nor decoded), so it
+  streams through ImageNet-sized splits."""
+  label_key = config.dataset.label_key
+  ds = builder.as_dataset(
+      split=split, shuffle_files=False,
+      decoders=tfds.decode.PartialDecoding({label_key: True}),
+      read_config=tfds.ReadConfig(interleave_cycle_length=1, add_tfds_id=True))
+  ids, labels = [np.zeros((0,), object)], [np.zeros((0,), np.int64)]
+  for batch in ds.batch(8192).prefetch(2).as_numpy_iterator():
+    ids.append(batch['tfds_id'].astype(object))
+    labels.append(batch[label_key].astype(np.int64))
+  return np.concatenate(ids), np.concatenate(labels)
+
+
+def labelled_subset_ids(config: ml_collections.ConfigDict, builder, labels_per_class: int,
+                        label_fraction: float, seed: int,
+                        split: str | None = None) -> np.ndarray:
+  """``tfds_id`` (bytes, file order) of the labelled subset of ``split`` (default the train
+  split): the first ``labels_per_class`` examples of each class (all of a smaller class)
+  when > 0, else the first round(``label_fraction`` x class size) of each class (at least
+  one), in the order of a permutation of the split drawn from ``seed``.
+
+  Semi-supervised fine-tuning on 10k / 50k labelled images (Cole et al. 2022) or 1% / 10%
+  of the labels (SimCLR §6). Deterministic (a function of the dataset, the counts and
+  ``seed``), the same on every process (each reads the labels of the whole split), and
+  nested: for one seed a smaller subset is contained in a larger one, as the class
+  orders are shared.
+  """
+  if labels_per_class > 0 and label_fraction < 1.0:
+    raise ValueError('Set either labels_per_class > 0 or label_fraction < 1, not both.')
+  if not 0.0 < label_fraction <= 1.0:
+    raise ValueError(f'label_fraction={label_fraction} must lie in (0, 1].')
+  ids, labels = split_ids_and_labels(config, builder, split or config.dataset.train_split)
+  order = np.random.default_rng(seed).permutation(len(ids))
+  kept = []
+  for label in np.unique(labels):
+    members = order[labels[order] == label]  # This class, in the seeded order.
+    count = (labels_per_class if labels_per_class > 0
+             else max(1, int(round(label_fraction * len(members)))))
+    kept.append(members[:count])
+  return ids[np.sort(np.concatenate(kept))] if kept else ids[:0]
 
 
 def _to_global(batch: dict, sharding: jax.sharding.NamedSharding) -> dict:
@@ -89,19 +142,26 @@ def _to_global(batch: dict, sharding: jax.sharding.NamedSharding) -> dict:
 
 def train_batches(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh,
                   task_preprocess: Callable, start_step: int = 0,
-                  batch_size: int | None = None) -> Iterator[dict]:
+                  batch_size: int | None = None,
+                  keep_ids: np.ndarray | None = None) -> Iterator[dict]:
   """Endless global training batches from ``start_step`` on, sharded over ``mesh``.
 
   ``task_preprocess(features, seed, config)`` is the task's host-side preprocessing;
-  ``batch_size`` (global) defaults to ``config.batch_size``.
+  ``batch_size`` (global) defaults to ``config.batch_size``. ``keep_ids`` (``tfds_id``s,
+  e.g. from :func:`labelled_subset_ids`) restricts the split to those examples; an epoch
+  is then one pass over the kept examples of this process's slice.
   """
   split = process_split(config.dataset.train_split)
   local_batch = per_process_batch(batch_size or config.batch_size, mesh)
   num_local = builder.info.splits[split].num_examples
+  if keep_ids is not None:
+    # The epoch length (and the resume position) needs the number kept on this process.
+    kept = set(np.asarray(keep_ids, object).tolist())
+    num_local = sum(i in kept for i in split_ids_and_labels(config, builder, split)[0])
   if num_local < local_batch:
     raise ValueError(f'Split {split!r} holds {num_local} examples on this process, fewer '
                      f'than one batch of {local_batch}.')
-  raw = _raw(builder, split, config)
+  raw = _raw(builder, split, config, keep_ids)
   seed = config.seed * 1_000_003 + jax.process_index()
 
   def epoch(index: tf.Tensor) -> tf.data.Dataset:

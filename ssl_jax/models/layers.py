@@ -43,12 +43,15 @@ class BatchNorm(nn.Module):
   epsilon: float = 1e-3
   groups: int = 1
   dtype: Any = jnp.float32
+  scale_init: Any = nn.initializers.ones
+  use_bias: bool = True  # False: no beta (SimCLR's last projection layer).
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     features = x.shape[-1]
-    scale = self.param('scale', nn.initializers.ones, (features,), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (features,), jnp.float32)
+    scale = self.param('scale', self.scale_init, (features,), jnp.float32)
+    bias = (self.param('bias', nn.initializers.zeros, (features,), jnp.float32)
+            if self.use_bias else jnp.zeros((features,), jnp.float32))
     ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
     ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
     x32 = x.astype(jnp.float32)

@@ -19,12 +19,14 @@ from ssl_jax.models import layers
 
 
 class BottleneckV1(nn.Module):
-  """Post-activation unit: conv-BN-ReLU x2, conv-BN, add, ReLU."""
+  """Post-activation unit: conv-BN-ReLU x2, conv-BN, add, ReLU. ``zero_init_last``
+  starts the last BN's gamma at 0, so the unit starts as its shortcut (SimCLR's code)."""
   width: int
   out: int
   strides: int
   bn: Any
   dtype: Any = jnp.float32
+  zero_init_last: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -38,7 +40,8 @@ class BottleneckV1(nn.Module):
     y = layers.Conv(self.width, 3, self.strides, dtype, name='conv2')(y)
     y = nn.relu(self.bn(name='bn2')(y, train))
     y = layers.Conv(self.out, 1, 1, dtype, name='conv3')(y)
-    y = self.bn(name='bn3')(y, train)
+    scale_init = nn.initializers.zeros if self.zero_init_last else nn.initializers.ones
+    y = self.bn(name='bn3', scale_init=scale_init)(y, train)
     return nn.relu(y + shortcut)
 
 
@@ -78,13 +81,16 @@ class ResNet(nn.Module):
   bn_epsilon: float = 1e-3
   bn_groups: int = 1
   representation_size: int = 0
+  zero_init_last_bn: bool = False  # v1 only: v2 units end in a conv, not a BN.
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
     bn = functools.partial(layers.BatchNorm, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                     groups=self.bn_groups, dtype=self.dtype)
-    unit = BottleneckV1 if self.variant == 'v1' else BottleneckV2
+    unit = BottleneckV2
+    if self.variant == 'v1':
+      unit = functools.partial(BottleneckV1, zero_init_last=self.zero_init_last_bn)
     end_points = {}
     x = layers.Conv(layers.channels(16, self.k), 7, self.root_stride, self.dtype,
                     name='root')(x.astype(self.dtype))
@@ -115,4 +121,5 @@ def build(model_config: ml_collections.ConfigDict, *, bn_groups: int = 1) -> Res
                 stage_strides=tuple(model_config.stage_strides),
                 bn_momentum=model_config.bn_momentum, bn_epsilon=model_config.bn_epsilon,
                 bn_groups=bn_groups, representation_size=model_config.representation_size,
+                zero_init_last_bn=model_config.zero_init_last_bn,
                 dtype=jnp.dtype(model_config.dtype))

@@ -30,8 +30,18 @@ Optionally:
 
 and, for methods that carry state between steps (a MoCo queue, a BYOL target):
 
-``init_task_state(config, params) -> pytree`` and
-``update_task_state(task_state, params, outputs, views, step, config) -> pytree``
-    Held in ``TrainState.task_state`` and checkpointed with it; the update runs after the
-    optimiser step, inside the same jitted function.
+``init_task_state(config, params) -> pytree``
+    Held in ``TrainState.task_state`` and checkpointed with it. Entries whose name is in
+    the module constant ``SHARDED_STATE`` are split over the devices along their first
+    axis (a queue); the rest is replicated.
+
+``targets(task_state, views, rng, config, mesh) -> dict[str, jax.Array]``
+    The outputs of a second network held in the task state (a MoCo key encoder, a BYOL
+    target), computed before the loss without gradient and merged into the views, so
+    that ``loss`` and ``update_task_state`` read them. ``mesh`` tells how many devices
+    there are (MoCo's shuffled BN groups).
+
+``update_task_state(task_state, params, views, step, total_steps, config) -> pytree``
+    Runs after the optimiser step, inside the same jitted function, with the updated
+    parameters (an EMA; an enqueue of ``views['keys']``).
 """

@@ -27,7 +27,11 @@ def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDic
 
 
 def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
-  """Colour jitter, scaled to [-1, 1]."""
+  """The Revisiting colour jitter scaled to [-1, 1], or, with input.device_augment =
+  'contrastive', one view of the contrastive methods' augmentation (its first view)."""
+  if config.input.device_augment == 'contrastive':
+    inputs = augment.contrastive_views(batch['image'][:, None], rng, config)[:, 0]
+    return {'inputs': inputs, 'labels': batch['label']}
   images = augment.batch_brightness_saturation(
       augment.to_unit(batch['image']), rng, config.input.brightness, config.input.saturation)
   return {'inputs': augment.to_model_input(images), 'labels': batch['label']}

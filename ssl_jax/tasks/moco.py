@@ -1,0 +1,156 @@
+"""MoCo v1 / v2 (He et al. 2020; Chen et al. 2020) and Exemplar-v1 / v2 (Zhao et al. 2021):
+InfoNCE between a query and the key of the other view of its image, against a queue of
+keys from past batches made by a momentum (EMA) key encoder (reference contrastive.md §2).
+
+Step order as the official code, expressed in the one training loop:
+  1. the key encoder's parameters are the EMA of the query encoder's, m = 0.999. The code
+     updates them at the start of a step with the current query parameters; we update
+     them at the end of the previous step with the parameters the optimiser just made,
+     which are the same numbers (and a copy at step 0 is the code's first update).
+  2. keys: the second views through the key encoder in train mode, with shuffled BN (below),
+     without gradient (``targets``).
+  3. logits [q.k+, q.queue] / T in float32, label 0; cross-entropy over the global batch.
+  4. after the optimiser step, the batch's keys replace the oldest B keys of the queue
+     (``update_task_state``), so a key is never its own negative.
+
+BatchNorm leak (MoCo §3.3): BN statistics are taken over ``moco.bn_groups`` slices of the
+batch in both encoders (the reference's 8 GPUs of 32 images), and the keys are permuted
+across the slices before the key encoder and put back after, so a query and its positive
+key never share BN statistics. Under jit this is a gather on the global batch; the same
+numbers on any number of devices.
+
+Exemplar (Zhao et al. 2021, reference §4) with ``moco.filter_negatives_by_label``: the
+queue also stores each key's label, and keys of the query's class are dropped from the
+denominator: L = -log exp(q.k+/T) / (exp(q.k+/T) + sum over queue keys of another class
+of exp(q.k/T)). We implement this form (label-filtered negatives, no extra positives)
+because the paper describes Exemplar as instance discrimination "without explicit
+constraints among the instances within the same category" that uses labels only to
+remove same-class negatives; adding them as positives would be SupCon. The exact equation
+is marked unverified in the reference. With all labels distinct it equals MoCo.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ssl_jax import step as step_lib
+from ssl_jax.tasks import contrastive
+
+preprocess = contrastive.preprocess
+input_shape = contrastive.input_shape
+SHARDED_STATE = ('queue', 'queue_labels')  # Split over the devices along the queue axis.
+NO_LABEL = -1  # The initial random keys belong to no class.
+
+
+def bn_groups(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> int:
+  """BN groups of both encoders: ``moco.bn_groups``, or one per device if 0."""
+  return config.moco.bn_groups or mesh.size
+
+
+def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
+  """The first views are the queries (``inputs``), the second the keys."""
+  augmented = contrastive.augmented_views(batch, rng, config)
+  return {'inputs': augmented[:, 0], 'key_inputs': augmented[:, 1],
+          'labels': batch['label'].astype(jnp.int32)}
+
+
+class Head(nn.Module):
+  """v1: a linear layer to ``dim`` (the fc replaced); v2: Dense(hidden) -> ReLU ->
+  Dense(dim); biases, no BN (reference §2.1)."""
+  mlp: bool
+  hidden: int
+  dim: int
+
+  @nn.compact
+  def __call__(self, end_points: dict, views: dict, train: bool) -> jax.Array:
+    del views
+    return contrastive.MLP(hidden=(self.hidden,) if self.mlp else (), output=self.dim,
+                           hidden_bn=False, hidden_bias=True, output_bn=False,
+                           output_bias=True, name='proj')(end_points['pre_logits'], train)
+
+
+def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """The projection head of ``config.moco``."""
+  del num_classes
+  return Head(config.moco.mlp, config.moco.proj_hidden, config.moco.proj_dim)
+
+
+def init_task_state(config: ml_collections.ConfigDict, params) -> dict:
+  """The key encoder (a copy of the query encoder) and a queue of random unit keys."""
+  queue = jax.random.normal(jax.random.key(config.seed + 3),
+                            (config.moco.queue_size, config.moco.proj_dim), jnp.float32)
+  return {'key_params': jax.tree.map(jnp.copy, params),
+          'queue': contrastive.l2_normalize(queue),
+          'queue_labels': jnp.full((config.moco.queue_size,), NO_LABEL, jnp.int32),
+          'queue_ptr': jnp.zeros((), jnp.int32)}
+
+
+def shuffled_keys(key_model: nn.Module, key_params, inputs: jax.Array, rng: jax.Array,
+                  shuffle: bool) -> jax.Array:
+  """Key projections of ``inputs``, the batch permuted before the key encoder and put back
+  after (shuffling BN), l2-normalised."""
+  order = jax.random.permutation(rng, inputs.shape[0]) if shuffle else jnp.arange(
+      inputs.shape[0])
+  keys = contrastive.apply_target(key_model, key_params, inputs[order])
+  return contrastive.l2_normalize(keys[jnp.argsort(order)])
+
+
+def targets(task_state: dict, views: dict, rng: jax.Array, config: ml_collections.ConfigDict,
+            mesh: jax.sharding.Mesh) -> dict:
+  """The keys of the second views, from the key encoder in train mode."""
+  key_model = step_lib.Model(step_lib.build_encoder(config, bn_groups(config, mesh)),
+                             make_head(config, 0))
+  return {'keys': shuffled_keys(key_model, task_state['key_params'], views['key_inputs'],
+                                rng, config.moco.shuffle_keys)}
+
+
+def info_nce(queries: jax.Array, keys: jax.Array, queue: jax.Array, temperature: float,
+             labels: jax.Array | None = None, queue_labels: jax.Array | None = None
+             ) -> tuple[jax.Array, jax.Array]:
+  """(mean loss, accuracy): -log softmax of the positive among [q.k+, q.queue] / T, in
+  float32. With labels, queue keys of the query's class are removed (Exemplar)."""
+  q = contrastive.l2_normalize(queries)
+  positive = jnp.sum(q * keys, axis=-1, keepdims=True)
+  negatives = q @ queue.T.astype(jnp.float32)
+  if labels is not None:
+    negatives = jnp.where(labels[:, None] == queue_labels[None, :], -jnp.inf, negatives)
+  logits = jnp.concatenate([positive, negatives], axis=1) / temperature
+  zeros = jnp.zeros((q.shape[0],), jnp.int32)
+  value = optax.softmax_cross_entropy_with_integer_labels(logits, zeros).mean()
+  return value, jnp.mean(jnp.argmax(logits, axis=1) == 0)
+
+
+def loss(outputs: jax.Array, views: dict, task_state: dict,
+         config: ml_collections.ConfigDict):
+  """InfoNCE at ``moco.temperature`` against the queue (label-filtered for Exemplar)."""
+  filtered = config.moco.filter_negatives_by_label
+  value, accuracy = info_nce(
+      outputs, views['keys'], task_state['queue'], config.moco.temperature,
+      views['labels'] if filtered else None,
+      task_state['queue_labels'] if filtered else None)
+  return value, {'contrastive_accuracy': accuracy}
+
+
+def enqueue(task_state: dict, keys: jax.Array, labels: jax.Array) -> dict:
+  """The queue with the B oldest keys (and labels) replaced by ``keys``: FIFO, the
+  pointer advancing by B modulo the queue size (which B divides)."""
+  ptr = task_state['queue_ptr']
+  queue = jax.lax.dynamic_update_slice(task_state['queue'],
+                                       keys.astype(task_state['queue'].dtype), (ptr, 0))
+  queue_labels = jax.lax.dynamic_update_slice(task_state['queue_labels'],
+                                              labels.astype(jnp.int32), (ptr,))
+  return dict(task_state, queue=queue, queue_labels=queue_labels,
+              queue_ptr=(ptr + keys.shape[0]) % task_state['queue'].shape[0])
+
+
+def update_task_state(task_state: dict, params, views: dict, step: jax.Array,
+                      total_steps: int, config: ml_collections.ConfigDict) -> dict:
+  """Enqueue this step's keys; key parameters <- EMA with the updated query parameters."""
+  del step, total_steps
+  task_state = enqueue(task_state, views['keys'], views['labels'])
+  return dict(task_state, key_params=contrastive.ema(task_state['key_params'], params,
+                                                     config.moco.momentum))

@@ -1,0 +1,83 @@
+"""Weighted kNN (Wu et al. 2018): against brute-force numpy, on separable clusters, as an
+evaluator of a workdir, and as the monitor of the training loop."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from ssl_jax import step as step_lib
+from ssl_jax import train
+from ssl_jax.evaluate import knn
+
+
+def brute_force_votes(train_x, train_y, test_x, num_classes, k, temperature):
+  """Per test row: cosine similarities to every training row, the k largest, votes
+  exp(s / T) summed per class."""
+  train_x = train_x / np.linalg.norm(train_x, axis=1, keepdims=True)
+  test_x = test_x / np.linalg.norm(test_x, axis=1, keepdims=True)
+  votes = np.zeros((len(test_x), num_classes))
+  for i, query in enumerate(test_x):
+    similarity = train_x @ query
+    for j in np.argsort(-similarity)[:k]:
+      votes[i, train_y[j]] += np.exp(similarity[j] / temperature)
+  return votes
+
+
+@pytest.fixture(scope='module')
+def random_problem():
+  rng = np.random.default_rng(0)
+  train_x = rng.normal(size=(120, 16)).astype(np.float32)
+  test_x = rng.normal(size=(37, 16)).astype(np.float32)
+  return train_x, rng.integers(0, 7, 120), test_x, rng.integers(0, 7, 37)
+
+
+@pytest.mark.parametrize('k,chunk', [(1, 10), (5, 8), (20, 37), (200, 64)])
+def test_knn_predict_matches_brute_force(random_problem, k, chunk):
+  train_x, train_y, test_x, _ = random_problem
+  got = jax.jit(knn.knn_predict, static_argnums=(3, 4, 6))(
+      jnp.asarray(train_x), jnp.asarray(train_y), jnp.asarray(test_x), 7, k, 0.1, chunk)
+  expected = brute_force_votes(train_x, train_y, test_x, 7, k, 0.1)  # k=200 > 120: all.
+  np.testing.assert_allclose(got, expected, rtol=1e-4)
+  np.testing.assert_array_equal(np.argmax(got, 1), np.argmax(expected, 1))
+
+
+def test_evaluate_features_on_8_devices_matches_brute_force(random_problem):
+  train_x, train_y, test_x, test_y = random_problem
+  assert len(jax.devices()) == 8
+  scores = knn.evaluate_features(train_x, train_y, test_x, test_y, 7, k=9, temperature=0.07,
+                                 mesh=step_lib.make_mesh(), chunk=12)  # 12 -> 16 rows.
+  votes = brute_force_votes(train_x, train_y, test_x, 7, 9, 0.07)
+  assert scores['top1'] == pytest.approx(np.mean(votes.argmax(1) == test_y))
+  top5 = np.argsort(-votes, 1, kind='stable')[:, :5]  # Ties (zero votes): lower class.
+  assert scores['top5'] == pytest.approx(np.mean(np.any(top5 == test_y[:, None], 1)))
+
+
+def test_well_separated_clusters_are_classified_perfectly():
+  rng = np.random.default_rng(1)
+  centres = rng.normal(size=(4, 32)) * 10
+  train_y, test_y = rng.integers(0, 4, 200), rng.integers(0, 4, 50)
+  train_x = centres[train_y] + rng.normal(size=(200, 32))
+  test_x = centres[test_y] + rng.normal(size=(50, 32))
+  scores = knn.evaluate_features(train_x, train_y, test_x, test_y, 4, k=20, temperature=0.1)
+  assert scores == {'top1': 1.0}  # No top-5 with fewer than 5 classes.
+
+
+def test_run_on_a_trained_workdir(tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(total_steps=3, **{'knn.every': 2, 'knn.k': 20})
+  assert train.train(config, workdir)
+  results = knn.run(config, workdir)
+  assert set(results) == {'knn/pre_logits/top1', 'knn/pre_logits/top5'}
+  assert 0.0 <= results['knn/pre_logits/top1'] <= results['knn/pre_logits/top5'] <= 1.0
+  # The monitor ran every knn.every steps and at the end; at the end it saw the state
+  # that was checkpointed, so it agrees with the evaluator.
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f if 'knn/' in line]
+  assert [r['step'] for r in rows] == [2, 3]
+  for key, value in results.items():
+    assert rows[-1][key] == pytest.approx(value, abs=1e-6)
