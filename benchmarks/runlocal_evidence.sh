@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Pretrains each task in runlocal mode on the shipped dataset and compares its L-BFGS
-# linear-probe accuracy (pre_logits, test split of 1,000 held-out images) with the same
-# encoder at random initialisation (--config.total_steps=0). Prints a table.
+# Pretrains each config in runlocal mode on the shipped dataset and compares its frozen
+# representation with the same encoder at random initialisation (--config.total_steps=0):
+# L-BFGS logistic regression on pre_logits and, where the config evaluates it, weighted
+# kNN (test split: 1,000 held-out images). Prints a table; the minutes are those of the
+# pretraining run (training + evaluation).
 #
 #   benchmarks/runlocal_evidence.sh [OUT_DIR] [config ...]
 set -euo pipefail
 out=${1:-/tmp/ssl_jax_evidence}
 shift || true
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(rotation_resnet50 exemplar_resnet50 jigsaw_revnet relative_patch_resnet50)
+[ ${#configs[@]} -gt 0 ] || configs=(rotation_resnet50 exemplar_resnet50 jigsaw_revnet
+  relative_patch_resnet50 simclr_resnet50 moco_v1_resnet50 moco_v2_resnet50
+  exemplar_v2_resnet50 byol_resnet50)
 mkdir -p "$out"
-top1() { python -c "import json,sys; print(json.load(open(sys.argv[1]))['lbfgs/pre_logits/top1'])" "$1/results.json"; }
+score() {  # score WORKDIR PREFIX: the pre_logits top-1 in percent, or '-'.
+  python -c "
+import json, sys
+r = json.load(open(sys.argv[1] + '/results.json'))
+v = r.get(sys.argv[2] + '/pre_logits/top1')
+print('-' if v is None else f'{100 * v:.1f}%')" "$1" "$2"
+}
 rows=()
 for c in "${configs[@]}"; do
   rm -rf "$out/$c" "$out/${c}_init"
@@ -19,8 +29,8 @@ for c in "${configs[@]}"; do
   start=$(date +%s)
   python -m ssl_jax.main --config="configs/$c.py:runlocal" --workdir="$out/$c" > "$out/$c.log" 2>&1
   minutes=$(python -c "print(f'{($(date +%s) - $start) / 60:.1f}')")
-  rows+=("| $c:runlocal | $(top1 "$out/${c}_init") | $(top1 "$out/$c") | $minutes |")
+  rows+=("| $c:runlocal | $(score "$out/${c}_init" lbfgs) | $(score "$out/$c" lbfgs) | $(score "$out/${c}_init" knn) | $(score "$out/$c" knn) | $minutes |")
 done
-echo "| config | L-BFGS top-1, random init | L-BFGS top-1, pretrained | minutes (train + eval) |"
-echo "|---|---|---|---|"
+echo "| config | L-BFGS random init | L-BFGS pretrained | kNN random init | kNN pretrained | minutes |"
+echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

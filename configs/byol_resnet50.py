@@ -49,6 +49,8 @@ def get_config(arg: str | None = None):
   c.optimizer.warmup_epochs = 10.0
   if args.runlocal:
     c.byol.base_ema = 0.99
-    c.optimizer.base_lr = 1.0
+    # LARS: the peak LR of the paper's batch 4096 (3.2), as configs/simclr_resnet50.py.
+    c.optimizer.base_lr = 3.2
+    c.optimizer.lr_scaling = 'none'
     c.optimizer.weight_decay = 1e-4
   return config_lib.lock(c)

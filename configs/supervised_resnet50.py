@@ -7,6 +7,14 @@ crop at 224).
 Expected: about 76% top-1 on the ImageNet validation set for ResNet50 v2 (Revisiting §5,
 unverified); L-BFGS on its pre_logits is a linear probe of a supervised representation.
 Arguments as configs/rotation_resnet50.py (batch default 256).
+
+The supervised baseline of the contrastive studies (Cole et al., Zhao et al.) uses the
+same encoder and augmentation as the contrastive methods: for example ResNet50 v1 with
+MoCo v2's views (the augment fields of configs/moco_v2_resnet50.py apply to the one view):
+
+    python -m ssl_jax.main --config=configs/supervised_resnet50.py:variant=v1 \
+        --config.input.device_augment=contrastive --config.augment.normalize=imagenet \
+        --config.input.crop_area='(0.2, 1.0)' --workdir=gs://BUCKET/sup_v1
 """
 
 from ssl_jax import config_lib

@@ -499,9 +499,14 @@ def moco_recipe(c: ConfigDict, args: ConfigDict, version: int) -> ConfigDict:
   else:
     c.optimizer.schedule = 'cosine'
   if args.runlocal:
+    # 4,085 images: a queue of a quarter epoch, so a query's own older key is rarely a
+    # negative. 1,000 steps: with m=0.999 the key encoder would stay 37% its random
+    # initialisation (0.999^1000), and lr 0.03 x 64/256 barely moves the query encoder.
     c.moco.queue_size = 1024
+    c.moco.momentum = 0.99
+    c.moco.bn_groups = 2  # BN over 32 images, as the reference's per-GPU batch.
     c.optimizer.schedule = 'cosine'
-    c.optimizer.base_lr = 0.12  # 0.03 x 64/256 = 0.03 per step: few steps need more.
+    c.optimizer.base_lr = 0.8  # Peak 0.2 at batch 64.
   return c
 
 

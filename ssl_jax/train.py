@@ -6,7 +6,6 @@ checkpoint and returns cleanly; a non-finite loss stops the run before it can be
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import threading

@@ -45,6 +45,21 @@ def test_validation_names_the_fix():
     config_lib.lock(config)
 
 
+@pytest.mark.parametrize('field,value,message', [
+    ('moco.queue_size', 1000, 'multiple of batch_size'),
+    ('optimizer.name', 'adam', 'use one of sgd, lars'),
+    ('augment.blur_prob', (0.5,), 'one probability per view'),
+    ('optimizer.lr_scaling', 'cubic', 'linear, sqrt or none'),
+])
+def test_contrastive_validation_names_the_fix(field, value, message):
+  config = config_lib.base_config()
+  config.task = 'moco'
+  section, name = field.split('.')
+  config[section][name] = value
+  with pytest.raises(ValueError, match=message):
+    config_lib.lock(config)
+
+
 def test_json_round_trip_keeps_tuples():
   config = config_lib.lock(config_lib.base_config())
   again = config_lib.from_json(config_lib.to_json(config))
