@@ -15,6 +15,10 @@ solarisation p 0 / 0.2; ImageNet mean/std. Expected: 74.3% ImageNet linear top-1
 Arguments: k, dataset, batch, epochs, runlocal.
 
     python -m ssl_jax.main --config=configs/byol_resnet50.py:runlocal --workdir=/tmp/byol
+
+runlocal (k=0.25, LARS peak 3.2, tau_base 0.99, 1,000 steps): kNN 22.9% and L-BFGS 29.3%
+against 21.5% and 28.2% at random initialisation (measured 2026-11-22): short of a clear
+gain, open work.
 """
 
 from ssl_jax import config_lib

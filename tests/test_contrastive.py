@@ -192,7 +192,9 @@ def test_shuffled_keys_are_permutation_invariant_with_global_bn():
         model, params, views['key_inputs'], jax.random.key(1), shuffle)
 
   np.testing.assert_allclose(keys(1, True), keys(1, False), rtol=1e-4, atol=1e-5)
-  assert not np.allclose(keys(4, True), keys(4, False), atol=1e-4)
+  # Two groups of 4 (with 2 images per group BN maps every channel to about +-1 whatever
+  # the partner, which hides the change).
+  assert not np.allclose(keys(2, True), keys(2, False), atol=1e-4)
   del mesh
 
 
