@@ -97,27 +97,19 @@ def example_shape(config: ml_collections.ConfigDict, task: ModuleType) -> tuple[
   return (config.input.image_size, config.input.image_size, 3)
 
 
-def init_variables(config: ml_collections.ConfigDict, model: Model, task: ModuleType,
-                   seed: int) -> dict:
-  """The variables ({'params', 'batch_stats'}) of ``model`` initialised from ``seed`` on
-  a dummy example of the task's input shape."""
-  dummy = {'image': jnp.zeros((1,) + example_shape(config, task), jnp.uint8),
-           'label': jnp.zeros((1,), jnp.int32)}
-  views = task.views(dummy, jax.random.key(0), config)
-  variables = model.init({'params': jax.random.key(seed), 'dropout': jax.random.key(0)},
-                         views, train=False)
-  return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
-
-
 def init_state(config: ml_collections.ConfigDict, model: Model, tx: optax.GradientTransformation,
                task: ModuleType) -> TrainState:
   """Fresh state from ``config.seed``; :func:`create_state` jits it onto a mesh."""
-  variables = init_variables(config, model, task, config.seed)
+  dummy = {'image': jnp.zeros((1,) + example_shape(config, task), jnp.uint8),
+           'label': jnp.zeros((1,), jnp.int32)}
+  views = task.views(dummy, jax.random.key(0), config)
+  variables = model.init({'params': jax.random.key(config.seed), 'dropout': jax.random.key(0)},
+                         views, train=False)
   params = variables['params']
   init_task_state = getattr(task, 'init_task_state', None)
   return TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables['batch_stats'],
-      opt_state=tx.init(params),
+      step=jnp.zeros((), jnp.int32), params=params,
+      batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
       task_state=init_task_state(config, params) if init_task_state else None)
 
 

@@ -32,9 +32,6 @@ from ssl_jax import step as step_lib
 from ssl_jax.data import augment
 from ssl_jax.evaluate import linear
 
-# The masked top-k count of the linear probes, shared rather than repeated.
-_topk_correct = linear._topk_correct  # pylint: disable=protected-access
-
 
 class Classifier(nn.Module):
   """The encoder and a zero-initialised dense head on its ``pre_logits`` end point."""
@@ -128,8 +125,8 @@ def evaluate(config: ml_collections.ConfigDict, model: Classifier, variables: di
   def eval_step(variables, batch):
     logits = model.apply(variables, model_input(config, batch['image']), train=False)
     mask = batch['mask'].astype(jnp.float32)
-    return (_topk_correct(logits, batch['label'], mask, 1),
-            _topk_correct(logits, batch['label'], mask, min(5, logits.shape[-1])),
+    return (linear.topk_correct(logits, batch['label'], mask, 1),
+            linear.topk_correct(logits, batch['label'], mask, min(5, logits.shape[-1])),
             jnp.sum(mask))
 
   totals = np.zeros(3)

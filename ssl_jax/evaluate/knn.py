@@ -27,15 +27,11 @@ import numpy as np
 
 from ssl_jax import step as step_lib
 from ssl_jax.evaluate import features as features_lib
+from ssl_jax.tasks import contrastive
 
 # Test examples scored at once: memory is chunk x N_train similarities, split over the
 # mesh (1.3 GB in float32 for ImageNet's 1.28M training images).
 CHUNK = 256
-
-
-def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """Rows of ``x`` scaled to unit L2 norm (zero rows stay zero)."""
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
 def knn_predict(train_features: jax.Array, train_labels: jax.Array,
@@ -51,8 +47,8 @@ def knn_predict(train_features: jax.Array, train_labels: jax.Array,
   ``k`` larger than the memory bank uses all of it.
   """
   k = min(k, train_features.shape[0])
-  bank = l2_normalize(train_features.astype(jnp.float32))
-  queries = l2_normalize(test_features.astype(jnp.float32))
+  bank = contrastive.l2_normalize(train_features)
+  queries = contrastive.l2_normalize(test_features)
   num_test = queries.shape[0]
   num_chunks = -(-num_test // chunk)
   queries = jnp.pad(queries, ((0, num_chunks * chunk - num_test), (0, 0)))

@@ -63,7 +63,8 @@ def probe_optimizer_config(config: ml_collections.ConfigDict) -> ml_collections.
   return probe
 
 
-def _topk_correct(logits: jax.Array, labels: jax.Array, mask: jax.Array, k: int) -> jax.Array:
+def topk_correct(logits: jax.Array, labels: jax.Array, mask: jax.Array, k: int) -> jax.Array:
+  """How many unmasked examples have their label among the k largest logits."""
   top = jax.lax.top_k(logits, k)[1]
   return jnp.sum(jnp.any(top == labels[:, None], axis=1) * mask)
 
@@ -130,8 +131,8 @@ def train_probe(config: ml_collections.ConfigDict, workdir: str, *, hidden: int,
   def eval_step(params, batch):
     logits = probe.apply({'params': params}, represent(variables, batch['image']), train=False)
     mask = batch['mask'].astype(jnp.float32)
-    return {k: (_topk_correct(v, batch['label'], mask, 1),
-                _topk_correct(v, batch['label'], mask, min(5, v.shape[-1])))
+    return {k: (topk_correct(v, batch['label'], mask, 1),
+                topk_correct(v, batch['label'], mask, min(5, v.shape[-1])))
             for k, v in logits.items()}
 
   correct = {k: [0.0, 0.0] for k in layers}

@@ -101,6 +101,16 @@ class MLP(nn.Module):
     return x.astype(jnp.float32)
 
 
+class ProjectionHead(nn.Module):
+  """A task head that is an MLP on the encoder's pre_logits (SimCLR, MoCo)."""
+  proj: MLP
+
+  @nn.compact
+  def __call__(self, end_points: dict, views: dict, train: bool) -> jax.Array:
+    del views
+    return self.proj(end_points['pre_logits'], train)
+
+
 def apply_target(model: nn.Module, params: Any, inputs: jax.Array, train: bool = True) -> Any:
   """A second network (MoCo key encoder, BYOL target) on ``inputs``: in train mode, with
   the batch's own BN statistics and its running statistics discarded (reference §2.1,

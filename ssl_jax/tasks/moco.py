@@ -58,25 +58,14 @@ def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dic
           'labels': batch['label'].astype(jnp.int32)}
 
 
-class Head(nn.Module):
-  """v1: a linear layer to ``dim`` (the fc replaced); v2: Dense(hidden) -> ReLU ->
-  Dense(dim); biases, no BN (reference §2.1)."""
-  mlp: bool
-  hidden: int
-  dim: int
-
-  @nn.compact
-  def __call__(self, end_points: dict, views: dict, train: bool) -> jax.Array:
-    del views
-    return contrastive.MLP(hidden=(self.hidden,) if self.mlp else (), output=self.dim,
-                           hidden_bn=False, hidden_bias=True, output_bn=False,
-                           output_bias=True, name='proj')(end_points['pre_logits'], train)
-
-
 def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
-  """The projection head of ``config.moco``."""
+  """v1: a linear layer to ``proj_dim`` (the fc replaced); v2 (``moco.mlp``):
+  Dense(proj_hidden) -> ReLU -> Dense(proj_dim); biases, no BN (reference §2.1)."""
   del num_classes
-  return Head(config.moco.mlp, config.moco.proj_hidden, config.moco.proj_dim)
+  c = config.moco
+  return contrastive.ProjectionHead(contrastive.MLP(
+      hidden=(c.proj_hidden,) if c.mlp else (), output=c.proj_dim, hidden_bn=False,
+      hidden_bias=True, output_bn=False, output_bias=True))
 
 
 def init_task_state(config: ml_collections.ConfigDict, params) -> dict:

@@ -28,33 +28,19 @@ def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dic
   return {'inputs': contrastive.interleave(contrastive.augmented_views(batch, rng, config))}
 
 
-class Head(nn.Module):
-  """The projection head on pre_logits (reference §1.2: v1 released as 2 layers, v2 3):
-  bias-free dense layers of ``hidden`` units with BN and ReLU, then a bias-free dense
-  layer to ``dim`` with BN without beta; dense kernels initialised N(0, 0.01)."""
-  layers: int
-  hidden: int
-  dim: int
-  bn_momentum: float
-  bn_epsilon: float
-
-  @nn.compact
-  def __call__(self, end_points: dict, views: dict, train: bool) -> jax.Array:
-    del views
-    mlp = contrastive.MLP(
-        hidden=(self.hidden,) * (self.layers - 1), output=self.dim, hidden_bn=True,
-        hidden_bias=False, output_bn=True, output_bias=False, bn_momentum=self.bn_momentum,
-        bn_epsilon=self.bn_epsilon, kernel_init=nn.initializers.normal(0.01), name='proj')
-    return mlp(end_points['pre_logits'], train)
-
-
 def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
-  """The projection head of ``config.simclr``."""
+  """The projection head on pre_logits (reference §1.2: v1 released as 2 layers, v2 3):
+  bias-free dense layers of ``proj_hidden`` units with BN and ReLU, then a bias-free
+  dense layer to ``proj_dim`` with BN without beta; kernels initialised N(0, 0.01)."""
   del num_classes
-  if config.simclr.proj_layers < 1:
+  c = config.simclr
+  if c.proj_layers < 1:
     raise ValueError('simclr.proj_layers must be >= 1 (v1: 2, v2: 3).')
-  return Head(config.simclr.proj_layers, config.simclr.proj_hidden, config.simclr.proj_dim,
-              config.model.bn_momentum, config.model.bn_epsilon)
+  return contrastive.ProjectionHead(contrastive.MLP(
+      hidden=(c.proj_hidden,) * (c.proj_layers - 1), output=c.proj_dim, hidden_bn=True,
+      hidden_bias=False, output_bn=True, output_bias=False,
+      bn_momentum=config.model.bn_momentum, bn_epsilon=config.model.bn_epsilon,
+      kernel_init=nn.initializers.normal(0.01)))
 
 
 def nt_xent(z: jax.Array, temperature: float) -> tuple[jax.Array, jax.Array]:
