@@ -58,7 +58,7 @@ def test_topk_correct_matches_numpy():
   mask = (rng.uniform(size=50) > 0.2).astype(np.float32)
   for k in (1, 5):
     expected = sum(m for l, y, m in zip(logits, labels, mask) if y in np.argsort(-l)[:k])
-    np.testing.assert_allclose(linear._topk_correct(jnp.asarray(logits), jnp.asarray(labels),
+    np.testing.assert_allclose(linear.topk_correct(jnp.asarray(logits), jnp.asarray(labels),
                                                     jnp.asarray(mask), k), expected)
 
 
