@@ -499,11 +499,17 @@ def moco_recipe(c: ConfigDict, args: ConfigDict, version: int) -> ConfigDict:
   else:
     c.optimizer.schedule = 'cosine'
   if args.runlocal:
-    # 4,085 images: a queue of a quarter epoch, so a query's own older key is rarely a
-    # negative. 1,000 steps: with m=0.999 the key encoder would stay 37% its random
-    # initialisation (0.999^1000), and lr 0.03 x 64/256 barely moves the query encoder.
-    c.moco.queue_size = 1024
+    # A queue of 4 batches: while it still holds its initial random vectors the loss has
+    # no real negatives, and at lr 0.2 the encoder collapses within those steps (keys'
+    # mean pairwise cosine 0.82 -> 0.99 in 25 steps with a queue of 16 batches; measured).
+    # 1,000 steps: with m=0.999 the key encoder would stay 37% its random initialisation
+    # (0.999^1000), and lr 0.03 x 64/256 barely moves the query encoder.
+    c.moco.queue_size = 256
     c.moco.momentum = 0.99
+    # Residual units that start as the identity (Goyal et al. 2017; SimCLR's and BYOL's
+    # code): without it this 16-unit, k=0.25 network's kNN stays at its random-init level
+    # after 500 steps (21.5% -> 23.3%); with it 17.5% -> 28.1% (measured, LARS).
+    c.model.zero_init_last_bn = True
     c.moco.bn_groups = 2  # BN over 32 images, as the reference's per-GPU batch.
     c.optimizer.schedule = 'cosine'
     c.optimizer.base_lr = 0.8  # Peak 0.2 at batch 64.
