@@ -13,9 +13,10 @@ Arguments: exemplar, k, dataset, batch, epochs, runlocal.
 
     python -m ssl_jax.main --config=configs/moco_v2_resnet50.py:runlocal --workdir=/tmp/moco2
 
-runlocal (queue 1,024, m=0.99, k=0.25, 1,000 steps): no reliable gain yet. With lr 0.1
-and 8 BN groups, kNN 23.5% and L-BFGS 26.2% against 21.5% and 28.2% at random
-initialisation (measured 2026-11-22): open work.
+runlocal (queue 256, m=0.99, k=0.25 with identity-initialised residual units, SGD peak
+lr 0.2, 1,000 steps, 3.9 minutes on a 2-core CPU): L-BFGS 36.7% and kNN 30.7% against
+19.6% and 19.2% for the same encoder at random initialisation (measured 2026-11-22,
+benchmarks/runlocal_evidence.sh).
 """
 
 from ssl_jax import config_lib

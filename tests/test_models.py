@@ -33,11 +33,13 @@ def test_end_points_shapes_standard_width():
 
 
 def test_minus_variant_keeps_negative_pre_logits():
-  x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+  x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
   for last_relu in (True, False):
     model = resnet.ResNet(variant='v2', k=0.25, units=(1, 1, 1, 1), last_relu=last_relu)
-    variables = model.init(jax.random.key(0), x, train=False)
-    out, _ = model.apply(variables, x, train=True, mutable=['batch_stats'])
+    # Jitted: op-by-op dispatch of a ResNet costs more on a CPU than one compilation.
+    variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(x)
+    out, _ = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']))(
+        variables, x)
     assert (out['pre_logits'].min() < 0) == (not last_relu)
 
 
