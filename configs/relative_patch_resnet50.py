@@ -12,9 +12,10 @@ Arguments as configs/rotation_resnet50.py (model resnet, variant v1, k default 8
 
     python -m ssl_jax.main --config=configs/relative_patch_resnet50.py:runlocal --workdir=/tmp/rpl
 
-runlocal (24-px patches, k=0.25, 1,000 steps, 10.8 minutes on a 2-core CPU): L-BFGS 29.2%
-against 31.2% at random initialisation (measured 2026-11-22), and lower than random on
-every block; with model=revnet 37.0% against 36.2%: no clear gain yet, open work.
+runlocal (24-px patches, k=0.25 with identity-initialised residual units, 600 steps, 8.2
+minutes on a 2-core CPU): L-BFGS 34.8% against 28.9% for the same encoder at random
+initialisation, and above the 31.2% of a random encoder without that init (measured
+2026-11-22, benchmarks/runlocal_evidence.sh).
 """
 
 from ssl_jax import config_lib
@@ -24,4 +25,10 @@ def get_config(arg: str | None = None):
   """Relative Patch Location on ResNet50 v1 k=8."""
   config, args = config_lib.revisiting_pretext(arg, task='relative_patch', model='resnet', k=8.0,
                                          variant='v1', batch=128)
+  if args.runlocal and config.model.name == 'resnet' and config.model.variant == 'v1':
+    # Residual units that start as the identity (Goyal et al. 2017; a runlocal choice, the
+    # paper's code starts gamma at one): without it 1,000 steps leave L-BFGS below random
+    # initialisation (31.2% -> 29.2%); with it 28.9% -> 34.8% in 600 steps (measured).
+    config.model.zero_init_last_bn = True
+    config.total_steps = 600  # 1,000 steps take 11-12 minutes on a 2-core CPU.
   return config_lib.lock(config)
