@@ -43,6 +43,17 @@ def test_minus_variant_keeps_negative_pre_logits():
     assert (out['pre_logits'].min() < 0) == (not last_relu)
 
 
+def test_zero_init_last_bn_starts_a_v1_unit_as_its_shortcut():
+  x = jax.random.normal(jax.random.key(2), (4, 5, 5, 8))
+  bn = lambda **kw: layers.BatchNorm(**kw)  # noqa: E731
+  for zero_init in (True, False):
+    unit = resnet.BottleneckV1(width=2, out=8, strides=1, bn=bn, zero_init_last=zero_init)
+    variables = unit.init(jax.random.key(0), x, train=False)
+    y, _ = unit.apply(variables, x, train=True, mutable=['batch_stats'])
+    # Identity shortcut: the unit is relu(x + 0) when the last BN's gamma starts at 0.
+    assert np.allclose(y, jax.nn.relu(x)) == zero_init
+
+
 def test_batchnorm_groups_match_per_slice_statistics():
   x = jax.random.normal(jax.random.key(0), (8, 3, 3, 5)) * jnp.arange(1, 9)[:, None, None, None]
   bn = layers.BatchNorm(groups=4, epsilon=1e-3)
