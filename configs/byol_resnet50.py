@@ -22,6 +22,7 @@ runlocal (k=0.25 with identity-initialised residual units, LARS peak 3.2, tau_ba
 benchmarks/runlocal_evidence.sh).
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 # Reference §3: the code's presets by epochs: (base lr, weight decay, tau_base).
@@ -31,12 +32,12 @@ PRESETS = {40: (0.45, 1e-6, 0.97), 100: (0.45, 1e-6, 0.99), 300: (0.3, 1e-6, 0.9
 
 def get_config(arg: str | None = None):
   """BYOL on ResNet50 v1."""
-  c, args = config_lib.contrastive_pretext(arg, task='byol', batch=4096, epochs=1000.0)
+  c, args = common.contrastive(arg, task='byol', batch=4096, epochs=1000.0)
   lr, wd, tau = PRESETS.get(int(c.total_epochs), PRESETS[1000])
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-5
   # The last BN gamma of each unit starts at one (the default; the paper did not use
-  # Haiku's zero init); runlocal zero-initialises it (config_lib.contrastive_pretext).
+  # Haiku's zero init); runlocal zero-initialises it (common.runlocal_contrastive).
   c.byol.base_ema = tau
   c.augment.normalize = 'imagenet'
   c.augment.brightness_mode = 'additive'
@@ -45,7 +46,7 @@ def get_config(arg: str | None = None):
   c.augment.jitter_prob = 0.8
   c.augment.grayscale_prob = 0.2
   c.augment.blur_per = 'image'
-  c.augment.blur_prob = c.augment.blur_prob if args.runlocal else (1.0, 0.1)
+  c.augment.blur_prob = (1.0, 0.1)
   c.augment.solarize_prob = (0.0, 0.2)
   c.optimizer.name = 'lars'
   c.optimizer.base_lr = lr
@@ -54,6 +55,7 @@ def get_config(arg: str | None = None):
   c.optimizer.weight_decay_on = 'kernels'
   c.optimizer.warmup_epochs = 10.0
   if args.runlocal:
+    common.runlocal_contrastive(c, args.k)
     c.byol.base_ema = 0.99
     # LARS: the peak LR of the paper's batch 4096 (3.2), as configs/simclr_resnet50.py.
     c.optimizer.base_lr = 3.2

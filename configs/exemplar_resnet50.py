@@ -19,13 +19,14 @@ L-BFGS on pre_logits 31.7% on the 1,000 held-out images against 28.9% at random
 initialisation (measured 2026-11-22; README results table).
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 
 def get_config(arg: str | None = None):
   """Exemplar on ResNet50 v1 k=12."""
-  config, args = config_lib.revisiting_pretext(arg, task='exemplar', model='resnet', k=12.0,
-                                         variant='v1', batch=64)
+  config, args = common.revisiting(arg, task='exemplar', model='resnet', k=12.0,
+                                   variant='v1', batch=64)
   config.input.eval_standardize = True  # As the pretext inputs (the code fed [-1, 1]).
   if args.runlocal:
     config.batch_size = 32  # 256 inputs per step, as Rotation's 64 x 4.

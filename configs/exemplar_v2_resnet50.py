@@ -19,11 +19,10 @@ CPU): L-BFGS 38.3% and kNN 31.1% against 19.6% and 19.2% at random initialisatio
 above MoCo v2's 36.7% and 30.7% (measured 2026-11-22, benchmarks/runlocal_evidence.sh).
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 
 def get_config(arg: str | None = None):
   """Exemplar-v2: MoCo v2 with label-filtered negatives."""
-  config, args = config_lib.contrastive_pretext(arg, task='moco', batch=256, epochs=200.0)
-  args.exemplar = True
-  return config_lib.lock(config_lib.moco_recipe(config, args, version=2))
+  return config_lib.lock(common.moco(arg, version=2, exemplar=True))

@@ -13,11 +13,12 @@ of a 192-px crop, for every end point. Expected: 44.6 top-1 (SGD linear, Table 2
 Arguments as configs/rotation_resnet50.py (model resnet, variant v1, k default 8).
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 
 def get_config(arg: str | None = None):
   """Jigsaw on ResNet50 v1 k=8."""
-  config, args = config_lib.revisiting_pretext(arg, task='jigsaw', model='resnet', k=8.0,
-                                         variant='v1', batch=128)
+  config, args = common.revisiting(arg, task='jigsaw', model='resnet', k=8.0,
+                                   variant='v1', batch=128)
   return config_lib.lock(config)

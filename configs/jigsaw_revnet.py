@@ -16,11 +16,12 @@ steps, 9.8 minutes on a 2-core CPU, training and evaluation): L-BFGS on pre_logi
 against 36.2% at random initialisation (--config.total_steps=0); measured 2026-11-22.
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 
 def get_config(arg: str | None = None):
   """Jigsaw on RevNet50 k=8."""
-  config, args = config_lib.revisiting_pretext(arg, task='jigsaw', model='revnet', k=8.0,
-                                         variant='v2', batch=128)
+  config, args = common.revisiting(arg, task='jigsaw', model='revnet', k=8.0,
+                                   variant='v2', batch=128)
   return config_lib.lock(config)

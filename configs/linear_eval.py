@@ -6,36 +6,49 @@ r"""Evaluates the frozen encoder of an existing workdir, without training.
 Reads WORKDIR/config.json of the trained run (its model, dataset and preprocessing) and
 writes results.json to --workdir. Arguments: workdir (required), protocol (lbfgs, linear
 or mlp; several joined by '+'), layers (end points joined by '+'; default: the
-protocol's), dataset (a TFDS name; default: the run's), epochs (SGD protocols). A run
-trained with runlocal carries runlocal's short probe schedule in its config.
+protocol's), dataset (a TFDS name; default: the run's), epochs (SGD protocols), runlocal
+(the SGD probes at runlocal's scale: 20 epochs on 32-px crops; the default for a run on
+the shipped cifar10_5k). Each protocol becomes an evaluator instance of that name.
 
 Expected, Revisiting Table 2 (SGD linear, ~500 epochs at batch 2048): Rotation RevNet50
 k=16 55.4, Exemplar ResNet50 v1 k=12 46.0, Rel. Patch Loc. ResNet50 v1 k=8 51.4, Jigsaw
 ResNet50 v1 k=8 44.6 top-1 on ImageNet validation; with the 70-epoch default schedule a
-few points less (reference §4). Add `--config.linear.total_epochs=520
---config.linear.decay_epochs='(480,500)' --config.linear.batch_size=2048` for the table.
+few points less (reference §4). Add `--config.evals.linear.total_epochs=520
+--config.evals.linear.optimizer.decay_epochs='(480,500)'
+--config.evals.linear.batch_size=2048` for the table.
 """
 
+from configs import common
 from ssl_jax import config_lib
 from ssl_jax import encoder
 
 
 def get_config(arg: str | None = None):
-  """The trained run's config with the evaluation fields set; see the docstring."""
+  """The trained run's config with the evaluator instances of ``protocol``; see the
+  docstring."""
   args = config_lib.parse_arg(arg, workdir='', protocol='linear', layers='', dataset='',
-                              epochs=0.0)
+                              epochs=0.0, runlocal='auto')
   if not args.workdir:
     raise ValueError('configs/linear_eval.py needs workdir=PATH, the workdir of a trained '
                      'run (it reads PATH/config.json).')
   config = encoder.read_config(args.workdir)
   config.unlock()
+  runlocal = (config.dataset.name == 'cifar10_5k' if args.runlocal == 'auto'
+              else args.runlocal.lower() in ('', '1', 'true', 'yes'))
   config.encoder_workdir = args.workdir
-  config.evals = tuple(args.protocol.split('+'))
-  if args.layers:
-    config.linear.layers = tuple(args.layers.split('+'))
-    config.lbfgs.layers = tuple(args.layers.split('+'))
+  config.evals = config_lib.ConfigDict()
+  for name in args.protocol.split('+'):
+    section = config_lib.evaluator(name)
+    if args.layers and 'layers' in section:
+      section.layers = tuple(args.layers.split('+'))
+    if args.layers and 'layer' in section:
+      section.layer = args.layers.split('+')[-1]
+    if name in ('linear', 'mlp'):
+      if runlocal:
+        common.runlocal_probe(section)
+      if args.epochs:
+        section.total_epochs = args.epochs
+    config.evals[name] = section
   if args.dataset:
     config.dataset.name = args.dataset
-  if args.epochs:
-    config.linear.total_epochs = args.epochs
   return config_lib.lock(config)

@@ -23,11 +23,10 @@ L-BFGS 31.9% and kNN 25.0% against 19.6% and 19.2% for the same encoder at rando
 initialisation (measured 2026-11-22, benchmarks/runlocal_evidence.sh).
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 
 def get_config(arg: str | None = None):
   """MoCo v1 (or Exemplar-v1) on ResNet50."""
-  config, args = config_lib.contrastive_pretext(arg, task='moco', batch=256, epochs=200.0,
-                                                exemplar=False)
-  return config_lib.lock(config_lib.moco_recipe(config, args, version=1))
+  return config_lib.lock(common.moco(arg, version=1))

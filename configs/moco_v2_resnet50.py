@@ -19,11 +19,10 @@ lr 0.2, 1,000 steps, 3.9 minutes on a 2-core CPU): L-BFGS 36.7% and kNN 30.7% ag
 benchmarks/runlocal_evidence.sh).
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 
 def get_config(arg: str | None = None):
   """MoCo v2 (or Exemplar-v2) on ResNet50."""
-  config, args = config_lib.contrastive_pretext(arg, task='moco', batch=256, epochs=200.0,
-                                                exemplar=False)
-  return config_lib.lock(config_lib.moco_recipe(config, args, version=2))
+  return config_lib.lock(common.moco(arg, version=2))

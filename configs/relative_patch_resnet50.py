@@ -18,13 +18,14 @@ initialisation, and above the 31.2% of a random encoder without that init (measu
 2026-11-22, benchmarks/runlocal_evidence.sh).
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 
 def get_config(arg: str | None = None):
   """Relative Patch Location on ResNet50 v1 k=8."""
-  config, args = config_lib.revisiting_pretext(arg, task='relative_patch', model='resnet', k=8.0,
-                                         variant='v1', batch=128)
+  config, args = common.revisiting(arg, task='relative_patch', model='resnet', k=8.0,
+                                   variant='v1', batch=128)
   if args.runlocal and config.model.name == 'resnet' and config.model.variant == 'v1':
     # Residual units that start as the identity (Goyal et al. 2017; a runlocal choice, the
     # paper's code starts gamma at one): without it 1,000 steps leave L-BFGS below random

@@ -23,11 +23,12 @@ pre_logits 34.4% on the 1,000 held-out images, against 28.2% for the same encode
 random initialisation (--config.total_steps=0); measured 2026-11-22.
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 
 def get_config(arg: str | None = None):
   """Rotation on ResNet50 v2; see the module docstring for the arguments."""
-  config, args = config_lib.revisiting_pretext(arg, task='rotation', model='resnet', k=4.0,
-                                         variant='v2', batch=64)
+  config, args = common.revisiting(arg, task='rotation', model='resnet', k=4.0,
+                                   variant='v2', batch=64)
   return config_lib.lock(config)

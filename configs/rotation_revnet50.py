@@ -10,11 +10,12 @@ validation (Table 2; configs/linear_eval.py). 85.8M parameters.
 Arguments as configs/rotation_resnet50.py (k default 16).
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 
 def get_config(arg: str | None = None):
   """Rotation on RevNet50 k=16."""
-  config, args = config_lib.revisiting_pretext(arg, task='rotation', model='revnet', k=16.0,
-                                         variant='v2', batch=64)
+  config, args = common.revisiting(arg, task='rotation', model='revnet', k=16.0,
+                                   variant='v2', batch=64)
   return config_lib.lock(config)

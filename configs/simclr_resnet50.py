@@ -25,22 +25,22 @@ steps, 7.3 minutes on a 2-core CPU (training and evaluation): kNN 33.9% and L-BF
 on pre_logits against 17.5% and 18.2% at random initialisation; measured 2026-11-22.
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 
 def get_config(arg: str | None = None):
   """SimCLR v1 or v2 on ResNet50 v1."""
-  config, args = config_lib.contrastive_pretext(arg, task='simclr', batch=4096, epochs=800.0,
-                                                version=2)
+  c, args = common.contrastive(arg, task='simclr', batch=4096, epochs=800.0, version=2)
   if args.version not in (1, 2):
     raise ValueError(f'version={args.version}: SimCLR has versions 1 and 2.')
-  c = config
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-5
   c.model.zero_init_last_bn = True
   c.augment.normalize = 'unit'
   c.augment.blur_per = 'batch'
-  c.augment.blur_prob = c.augment.blur_prob if args.runlocal else (0.5, 0.5)
+  c.augment.blur_prob = (0.5, 0.5)
+  common.colour_strength(c, 1.0)
   c.simclr.temperature = 0.1
   c.optimizer.name = 'lars'
   c.optimizer.weight_decay_on = 'kernels'  # LARS: BN and biases excluded.
@@ -59,9 +59,9 @@ def get_config(arg: str | None = None):
     c.optimizer.weight_decay = 1e-6
     c.optimizer.warmup_epochs = 10.0
     c.augment.brightness_mode = 'additive'
-  config_lib.colour_strength(c, 1.0)
   if args.runlocal:
-    config_lib.colour_strength(c, 0.5)
+    common.runlocal_contrastive(c, args.k)
+    common.colour_strength(c, 0.5)
     c.simclr.temperature = 0.5
     # LARS moves each kernel by about lr x eta x its norm per step: 1,000 steps need the
     # peak LR of a large batch (4.8 in the paper), not a batch-64 scaling of it.

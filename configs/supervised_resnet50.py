@@ -13,17 +13,18 @@ same encoder and augmentation as the contrastive methods: for example ResNet50 v
 MoCo v2's views (the augment fields of configs/moco_v2_resnet50.py apply to the one view):
 
     python -m ssl_jax.main --config=configs/supervised_resnet50.py:variant=v1 \
-        --config.input.device_augment=contrastive --config.augment.normalize=imagenet \
+        --config.supervised.augment=contrastive --config.augment.normalize=imagenet \
         --config.input.crop_area='(0.2, 1.0)' --workdir=gs://BUCKET/sup_v1
 """
 
+from configs import common
 from ssl_jax import config_lib
 
 
 def get_config(arg: str | None = None):
   """Supervised ResNet50 v2."""
-  config, args = config_lib.revisiting_pretext(arg, task='supervised', model='resnet', k=4.0,
-                                         variant='v2', batch=256)
+  config, args = common.revisiting(arg, task='supervised', model='resnet', k=4.0,
+                                   variant='v2', batch=256)
   if not args.runlocal:
     config.total_epochs = 90.0
     config.optimizer.decay_epochs = (30.0, 60.0, 80.0)

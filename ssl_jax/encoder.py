@@ -34,7 +34,7 @@ def restore_encoder(workdir: str) -> tuple[ml_collections.ConfigDict, nn.Module,
   step, state = checkpoint.restore_raw(workdir)
   variables = {'params': state['params']['encoder'],
                'batch_stats': state['batch_stats']['encoder']}
-  return config, step_lib.build_encoder(config), variables, step
+  return config, step_lib.build_encoder(config.model), variables, step
 
 
 def pool_to_size(x: jax.Array, max_features: int) -> jax.Array:
@@ -59,32 +59,33 @@ def split_into_patches(images: jax.Array, grid: int) -> jax.Array:
   return patches.transpose(0, 1, 3, 2, 4, 5).reshape(n * grid * grid, side, side, c)
 
 
-def model_input(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Array:
-  """Float images in [0, 1] -> the network input the config's pretraining used:
-  per-image standardisation with ``input.eval_standardize`` (Exemplar, patch tasks), else
-  ``augment.normalize`` ([-1, 1] for the Revisiting models, [0, 1] for SimCLR, ImageNet
-  mean/std for MoCo and BYOL)."""
-  if config.input.eval_standardize:
+def model_input(inp: ml_collections.ConfigDict, normalize: str,
+                images: jax.Array) -> jax.Array:
+  """Float images in [0, 1] -> the network input the run's pretraining used:
+  per-image standardisation with ``inp.eval_standardize`` (Exemplar, patch tasks), else
+  ``normalize`` (augment.normalize: [-1, 1] for the Revisiting models, [0, 1] for
+  SimCLR, ImageNet mean/std for MoCo and BYOL)."""
+  if inp.eval_standardize:
     return augment.standardize(images)
-  return augment.normalize(images, config.augment.normalize)
+  return augment.normalize(images, normalize)
 
 
-def representation(config: ml_collections.ConfigDict, encoder: nn.Module,
+def representation(inp: ml_collections.ConfigDict, normalize: str, encoder: nn.Module,
                    layers: Sequence[str] | None, max_features: int | None) -> Callable:
   """``(variables, uint8 images) -> {layer: features}`` of the frozen encoder.
 
   Inputs are scaled as in pretraining (:func:`model_input`). With
-  ``input.eval_patch_grid`` > 0 every end point is taken per patch, pooled (§4.2) and
+  ``inp.eval_patch_grid`` > 0 every end point is taken per patch, pooled (§4.2) and
   averaged over the patches (Revisiting §2.3). ``max_features=None`` keeps the maps
   unpooled and unflattened (averaged over patches elementwise).
   """
-  grid = config.input.eval_patch_grid
+  grid = inp.eval_patch_grid
 
   def fn(variables: dict, images: jax.Array) -> dict:
     x = augment.to_unit(images)
     if grid:
       x = split_into_patches(x, grid)
-    x = model_input(config, x)
+    x = model_input(inp, normalize, x)
     end_points = encoder.apply(variables, x, train=False)
     missing = set(layers or ()) - set(end_points)
     if missing:
@@ -110,13 +111,14 @@ def load_encoder(workdir: str) -> Callable[[np.ndarray], dict]:
   A workdir trained with ``total_steps=0`` holds the random initialisation."""
   from ssl_jax.data import input_pipeline  # tf.data is only needed for the preprocessing.
   config, encoder, variables, _ = restore_encoder(workdir)
-  apply = jax.jit(representation(config, encoder, layers=None, max_features=None))
+  apply = jax.jit(representation(config.input, config.augment.normalize, encoder,
+                                 layers=None, max_features=None))
 
   def fn(images: np.ndarray) -> dict:
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
       raise ValueError(f'Expected uint8 images [N, H, W, 3], got {images.dtype} '
                        f'{images.shape}.')
-    return apply(variables, input_pipeline.eval_array_images(images, config))
+    return apply(variables, input_pipeline.eval_array_images(images, config.input))
 
   return fn

@@ -8,7 +8,8 @@ overridden with --config.FIELD=VALUE. Running the same command again resumes.
 
 from __future__ import annotations
 
-import importlib
+import os
+import sys
 
 from absl import app
 from absl import flags
@@ -19,6 +20,7 @@ from ssl_jax import checkpoint
 from ssl_jax import config_lib
 from ssl_jax import train
 from ssl_jax import writers
+from ssl_jax.evaluate import context as context_lib
 
 config_flags.DEFINE_config_file('config', None, 'Config file, arguments after a colon.',
                                 lock_config=True)
@@ -27,18 +29,24 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def run(config, workdir: str) -> dict[str, float] | None:
-  """Trains (unless ``config.encoder_workdir`` names a trained encoder), then runs
-  ``config.evals``; returns the results (None if preempted)."""
+  """Trains (unless ``config.encoder_workdir`` names a trained encoder), then runs every
+  evaluator instance of ``config.evals``; returns the results (None if preempted).
+  Evaluators that train checkpoint in ``WORKDIR/evals/<name>``, so a rerun resumes them."""
+  config_lib.validate(config)  # Command-line overrides are checked too.
   source = config.encoder_workdir or workdir
   if config.encoder_workdir:
     train.save_config(config, workdir)
   elif not train.train(config, workdir):
     return None
   step = checkpoint.Checkpointer(source).latest_step()
+  encoder, data = context_lib.from_workdir(source, config)
   results = {}
-  for name in config.evals:
-    evaluator = importlib.import_module(f'ssl_jax.evaluate.{name}')
-    results.update(evaluator.run(config, source))
+  for name, section in config.evals.items():
+    evaluated = context_lib.run_evaluator(name, section, encoder, data,
+                                          os.path.join(workdir, 'evals', name))
+    if evaluated is None:
+      return None
+    results.update(evaluated)
   writers.write_results(results, workdir, step)
   return results
 
@@ -65,14 +73,32 @@ def main(argv):
 
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing, after checking that every --config.KEY override names a field of
-  the base config (all configs share its fields); an unknown one lists the valid keys."""
-  valid = config_lib.field_names(config_lib.base_config())
+  the config file's config; an unknown one lists the valid keys. The folder above the
+  config file goes on sys.path, so that config files import ``configs.common`` from any
+  working directory."""
+  paths = [a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')]
   keys = [a.split('=')[0][len('--config.'):] for a in argv[1:] if a.startswith('--config.')]
-  unknown = [key for key in keys if key not in valid]
-  if unknown:
-    raise app.UsageError(f'Unknown config key {unknown[0]!r}; valid keys: '
-                         f'{", ".join(sorted(valid))}.')
+  if paths:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(paths[0].split(':')[0])))
+    if root not in sys.path:
+      sys.path.insert(0, root)
+  if paths and keys:
+    valid = config_lib.field_names(_load_config(paths[0]))
+    unknown = [key for key in keys if key not in valid]
+    if unknown:
+      raise app.UsageError(f'Unknown config key {unknown[0]!r}; valid keys: '
+                           f'{", ".join(sorted(valid))}.')
   return flags.FLAGS(argv)
+
+
+def _load_config(path_and_arg: str) -> config_lib.ConfigDict:
+  """The config of ``configs/x.py:arg``, loaded as config_flags does."""
+  import importlib.util
+  path, _, arg = path_and_arg.partition(':')
+  spec = importlib.util.spec_from_file_location('_config_file', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
 
 
 if __name__ == '__main__':

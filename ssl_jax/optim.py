@@ -1,5 +1,6 @@
 """Optimisers and learning-rate schedules (Revisiting reference §3), durations in steps
-or epochs."""
+or epochs. Takes the ``optimizer`` section and the explicit batch and durations, so the
+pretraining loop and every evaluator that trains share it."""
 
 from __future__ import annotations
 
@@ -10,39 +11,74 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from ssl_jax import config_lib
 
-def steps_per_epoch(config: ml_collections.ConfigDict, num_train_examples: int) -> int:
+
+def config() -> ml_collections.ConfigDict:
+  """The ``optimizer`` section."""
+  c = ml_collections.ConfigDict()
+  c.name = 'sgd'  # 'sgd' (momentum) or 'lars' (SimCLR, BYOL; reference §1.4).
+  c.lars_eta = 1e-3  # LARS trust coefficient.
+  # 'kernels': decay conv and dense kernels only (Revisiting §3; LARS excludes BN and
+  # biases from decay and trust scaling); 'all': every parameter (MoCo's SGD).
+  c.weight_decay_on = 'kernels'
+  c.momentum = 0.9
+  c.nesterov = False
+  c.weight_decay = 1e-4  # On kernels only (Revisiting §3).
+  c.fc_weight_decay = -1.0  # Kernels of modules named *_fcwd; -1: weight_decay.
+  c.base_lr = 0.1
+  # 'linear': base_lr * batch_size / 256; 'sqrt': base_lr * sqrt(batch_size); 'none'.
+  c.lr_scaling = 'linear'
+  c.schedule = 'step'  # 'step', 'cosine' or 'constant'.
+  c.warmup_epochs = 5.0  # Used when warmup_steps < 0.
+  c.warmup_steps = -1
+  c.decay_epochs = (15.0, 25.0)  # For 'step'; used when decay_steps is empty.
+  c.decay_steps = ()
+  c.decay_factor = 0.1
+  return c
+
+
+def validate(opt: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field and the fix."""
+  if opt.schedule not in ('step', 'cosine', 'constant'):
+    raise ValueError(f'optimizer.schedule={opt.schedule!r}: use step, cosine or constant.')
+  if opt.lr_scaling not in ('linear', 'sqrt', 'none'):
+    raise ValueError(f'optimizer.lr_scaling={opt.lr_scaling!r}: use linear, sqrt or none.')
+  config_lib.check_choice(opt, 'optimizer', 'name', ('sgd', 'lars'))
+  config_lib.check_choice(opt, 'optimizer', 'weight_decay_on', ('kernels', 'all'))
+
+
+def steps_per_epoch(batch_size: int, num_train_examples: int) -> int:
   """floor(N_train / batch_size), as the original code; at least 1."""
-  return max(1, num_train_examples // config.batch_size)
+  return max(1, num_train_examples // batch_size)
 
 
-def total_steps(config: ml_collections.ConfigDict, num_train_examples: int) -> int:
+def total_steps(total_steps: int, total_epochs: float, steps_per_epoch: int) -> int:
   """``total_steps`` if set (>= 0), else ``total_epochs`` converted to steps."""
-  if config.total_steps >= 0:
-    return config.total_steps
-  return int(math.ceil(config.total_epochs * steps_per_epoch(config, num_train_examples)))
+  if total_steps >= 0:
+    return total_steps
+  return int(math.ceil(total_epochs * steps_per_epoch))
 
 
-def peak_lr(config: ml_collections.ConfigDict) -> float:
-  """The peak learning rate from ``optimizer.base_lr`` and the batch (in images, not
-  network inputs): linear scaling base_lr * B / 256, square-root scaling base_lr * sqrt(B)
+def peak_lr(opt: ml_collections.ConfigDict, batch_size: int) -> float:
+  """The peak learning rate from ``base_lr`` and the batch (in images, not network
+  inputs): linear scaling base_lr * B / 256, square-root scaling base_lr * sqrt(B)
   (SimCLR Table B.1, better for small batches), or none."""
-  scaling = config.optimizer.lr_scaling
-  if scaling == 'linear':
-    return config.optimizer.base_lr * config.batch_size / 256
-  if scaling == 'sqrt':
-    return config.optimizer.base_lr * math.sqrt(config.batch_size)
-  return config.optimizer.base_lr
+  if opt.lr_scaling == 'linear':
+    return opt.base_lr * batch_size / 256
+  if opt.lr_scaling == 'sqrt':
+    return opt.base_lr * math.sqrt(batch_size)
+  return opt.base_lr
 
 
-def learning_rate(config: ml_collections.ConfigDict, num_train_examples: int) -> optax.Schedule:
+def learning_rate(opt: ml_collections.ConfigDict, *, batch_size: int, total_steps: int,
+                  steps_per_epoch: int) -> optax.Schedule:
   """Linear warm-up from 0, then step decay, cosine to 0, or constant."""
-  opt = config.optimizer
-  per_epoch = steps_per_epoch(config, num_train_examples)
-  total = total_steps(config, num_train_examples)
-  warmup = opt.warmup_steps if opt.warmup_steps >= 0 else int(opt.warmup_epochs * per_epoch)
-  decays = tuple(opt.decay_steps) or tuple(int(e * per_epoch) for e in opt.decay_epochs)
-  peak = peak_lr(config)
+  warmup = (opt.warmup_steps if opt.warmup_steps >= 0
+            else int(opt.warmup_epochs * steps_per_epoch))
+  decays = tuple(opt.decay_steps) or tuple(int(e * steps_per_epoch) for e in opt.decay_epochs)
+  peak = peak_lr(opt, batch_size)
+  total = total_steps
 
   def schedule(step: jax.Array) -> jax.Array:
     step = jnp.asarray(step, jnp.float32)
@@ -58,15 +94,13 @@ def learning_rate(config: ml_collections.ConfigDict, num_train_examples: int) ->
   return schedule
 
 
-def weight_decay_rates(params, config: ml_collections.ConfigDict) -> dict:
+def weight_decay_rates(params, opt: ml_collections.ConfigDict) -> dict:
   """The L2 rate of every parameter. With ``optimizer.weight_decay_on='kernels'``:
   ``optimizer.weight_decay`` on conv and dense kernels, 0 on BN parameters and biases
   (Revisiting §3; SimCLR and BYOL's LARS exclusions). Module-name suffixes mark
   exceptions: ``_nowd`` takes none (RevNet's root "random projection", reference §1.2) and
   ``_fcwd`` takes ``optimizer.fc_weight_decay`` when it is >= 0 (the patch tasks' FC head,
   5e-4). With 'all': every parameter (MoCo's SGD decays BN and biases too)."""
-  opt = config.optimizer
-
   def rate(path, _) -> float:
     names = [str(getattr(p, 'key', '')) for p in path]
     if any(n.endswith('_nowd') for n in names):
@@ -87,18 +121,21 @@ def is_kernel(params) -> dict:
       lambda path, _: str(getattr(path[-1], 'key', '')) == 'kernel', params)
 
 
-def add_weight_decay(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def add_weight_decay(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """Adds ``rate * w`` to each gradient, the gradient of TF's loss-side 0.5 * rate * w^2."""
 
   def update(updates, state, params):
-    rates = weight_decay_rates(params, config)
+    rates = weight_decay_rates(params, opt)
     return jax.tree.map(lambda g, r, p: g + r * p, updates, rates, params), state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def make(config: ml_collections.ConfigDict, num_train_examples: int):
-  """Returns (optax transformation, schedule).
+def make(opt: ml_collections.ConfigDict, *, batch_size: int, total_steps: int,
+         steps_per_epoch: int):
+  """Returns (optax transformation, schedule) of the ``optimizer`` section ``opt`` for a
+  run of ``total_steps`` steps of ``batch_size`` images (epochs in the section count
+  ``steps_per_epoch`` steps).
 
   'sgd': SGD with momentum, the L2 gradient ``rate * w`` added before momentum, as TF's
   loss-side L2 does. 'lars': the same decay, then the LARS trust ratio
@@ -106,15 +143,15 @@ def make(config: ml_collections.ConfigDict, num_train_examples: int):
   rate, then momentum: SimCLR's order, where the rate sits inside the momentum buffer
   (BYOL's optax chain applies it after the momentum; the two agree at constant rate).
   """
-  schedule = learning_rate(config, num_train_examples)
-  opt = config.optimizer
+  schedule = learning_rate(opt, batch_size=batch_size, total_steps=total_steps,
+                           steps_per_epoch=steps_per_epoch)
   if opt.name == 'lars':
     return optax.chain(
-        add_weight_decay(config),
+        add_weight_decay(opt),
         optax.masked(optax.scale_by_trust_ratio(trust_coefficient=opt.lars_eta), is_kernel),
         optax.scale_by_learning_rate(schedule),
         optax.trace(decay=opt.momentum, nesterov=opt.nesterov)), schedule
   tx = optax.chain(
-      add_weight_decay(config),
+      add_weight_decay(opt),
       optax.sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov))
   return tx, schedule

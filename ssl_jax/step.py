@@ -6,8 +6,6 @@ that drives it is ssl_jax/train.py.
 
 from __future__ import annotations
 
-import importlib
-import os
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
@@ -17,6 +15,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+
+from ssl_jax import config_lib
+from ssl_jax import tasks
 
 P = jax.sharding.PartitionSpec
 
@@ -50,67 +51,122 @@ class TrainState:
 
 class Model(nn.Module):
   """The encoder (its end points are the representation) and the task's head, which
-  also sees the views (e.g. the permutations of a jigsaw puzzle)."""
+  also sees the views (e.g. the permutations of a jigsaw puzzle).
+
+  ``views['inputs']`` is one array, or a tuple of arrays at several resolutions
+  (multi-crop): the encoder runs on each, and the head sees the pooled end points
+  (2-D, such as ``pre_logits``) concatenated along the batch axis in the tuple's order.
+  """
   encoder: nn.Module
   head: nn.Module
 
   def __call__(self, views: dict, train: bool) -> Any:
-    return self.head(self.encoder(views['inputs'], train=train), views, train=train)
+    inputs = views['inputs']
+    if not isinstance(inputs, (tuple, list)):
+      return self.head(self.encoder(inputs, train=train), views, train=train)
+    groups = [self.encoder(x, train=train) for x in inputs]
+    pooled = {name: jnp.concatenate([g[name] for g in groups], axis=0)
+              for name, value in groups[0].items() if value.ndim == 2}
+    return self.head(pooled, views, train=train)
+
+
+def first_inputs(views: dict) -> jax.Array:
+  """The network inputs at the first (largest) resolution."""
+  inputs = views['inputs']
+  return inputs[0] if isinstance(inputs, (tuple, list)) else inputs
 
 
 def import_task(config: ml_collections.ConfigDict) -> ModuleType:
   """The module ssl_jax/tasks/<config.task>.py."""
-  return _import('ssl_jax.tasks', config.task)
+  return config_lib.import_component('tasks', config.task)
 
 
-def build_encoder(config: ml_collections.ConfigDict, bn_groups: int = 1) -> nn.Module:
-  """The encoder of ssl_jax/models/<config.model.name>.py."""
-  return _import('ssl_jax.models', config.model.name).build(config.model, bn_groups=bn_groups)
+def task_sections(config: ml_collections.ConfigDict) -> tasks.Sections:
+  """What the task of ``config`` reads: its section and the input, augment and model
+  sections."""
+  task = config[config.task] if config.task in config else ml_collections.ConfigDict()
+  return tasks.Sections(task=task, input=config.input, augment=config.augment,
+                        model=config.model)
 
 
-def _import(package: str, name: str) -> ModuleType:
-  try:
-    return importlib.import_module(f'{package}.{name}')
-  except ModuleNotFoundError as e:
-    if e.name != f'{package}.{name}':
-      raise
-    folder = importlib.import_module(package).__path__[0]
-    valid = sorted(f[:-3] for f in os.listdir(folder) if f.endswith('.py') and f[0] != '_')
-    raise ValueError(f'No module {name!r} in {package}; valid names: {", ".join(valid)}.') from None
+def build_encoder(model_config: ml_collections.ConfigDict, bn_groups: int = 1) -> nn.Module:
+  """The encoder of ssl_jax/models/<model_config.name>.py."""
+  return config_lib.import_component('models', model_config.name).build(
+      model_config, bn_groups=bn_groups)
+
+
+def bn_groups(config: ml_collections.ConfigDict, task: ModuleType, num_devices: int) -> int:
+  """The task's ``bn_groups`` if it declares them (MoCo), else one group per device with
+  ``per_device_bn`` and one (global BN) without."""
+  if hasattr(task, 'bn_groups'):
+    return task.bn_groups(task_sections(config), num_devices)
+  return num_devices if config.per_device_bn else 1
 
 
 def build_model(config: ml_collections.ConfigDict, task: ModuleType, num_classes: int,
                 mesh: jax.sharding.Mesh) -> Model:
-  """Encoder + head; BN statistics per device when ``config.per_device_bn``, or over
-  the groups the task's ``bn_groups(config, mesh)`` asks for (MoCo)."""
-  bn_groups = mesh.size if config.per_device_bn else 1
-  if hasattr(task, 'bn_groups'):
-    bn_groups = task.bn_groups(config, mesh)
-  return Model(build_encoder(config, bn_groups), task.make_head(config, num_classes))
+  """Encoder + head, BN over the groups of :func:`bn_groups`. The task's second network
+  (``TARGET``) is this same model, applied to its own parameters."""
+  return Model(build_encoder(config.model, bn_groups(config, task, mesh.size)),
+               task.make_head(task_sections(config), num_classes))
 
 
-def example_shape(config: ml_collections.ConfigDict, task: ModuleType) -> tuple[int, ...]:
-  """The shape of one example's ``image`` as the task's host preprocessing makes it:
-  ``task.input_shape(config)`` if the task defines it (patches, copies), else a crop."""
-  if hasattr(task, 'input_shape'):
-    return tuple(task.input_shape(config))
-  return (config.input.image_size, config.input.image_size, 3)
+def input_shapes(config: ml_collections.ConfigDict, task: ModuleType) -> dict[str, tuple]:
+  """The shape of each image-like array of one example as the task's host preprocessing
+  makes it: ``task.input_shapes`` if the task defines it (patches, copies, multi-crop),
+  else one crop as ``image``."""
+  if hasattr(task, 'input_shapes'):
+    return dict(task.input_shapes(task_sections(config)))
+  return {'image': (config.input.image_size, config.input.image_size, 3)}
+
+
+def dummy_batch(config: ml_collections.ConfigDict, task: ModuleType, size: int = 1) -> dict:
+  """A batch of ``size`` zero examples of the task's host shapes, and labels."""
+  batch = {key: jnp.zeros((size,) + shape, jnp.uint8)
+           for key, shape in input_shapes(config, task).items()}
+  batch['label'] = jnp.zeros((size,), jnp.int32)
+  return batch
+
+
+def apply_target_fn(model: Model) -> Callable:
+  """``(params, inputs) -> outputs`` of the task's second network: ``model`` on its own
+  parameters in train mode, with the batch's own BN statistics and its running statistics
+  discarded (MoCo's key encoder and BYOL's target neither keep nor average BN buffers,
+  reference contrastive.md §2.1, §3)."""
+
+  def apply_target(params: Any, inputs: jax.Array) -> Any:
+    outputs, _ = model.apply({'params': params}, {'inputs': inputs}, train=True,
+                             mutable=['batch_stats'])
+    return outputs
+
+  return apply_target
 
 
 def init_state(config: ml_collections.ConfigDict, model: Model, tx: optax.GradientTransformation,
                task: ModuleType) -> TrainState:
-  """Fresh state from ``config.seed``; :func:`create_state` jits it onto a mesh."""
-  dummy = {'image': jnp.zeros((1,) + example_shape(config, task), jnp.uint8),
-           'label': jnp.zeros((1,), jnp.int32)}
-  views = task.views(dummy, jax.random.key(0), config)
+  """Fresh state from ``config.seed``; :func:`create_state` jits it onto a mesh. The
+  task state holds the second network's ``target_params`` (``task.TARGET``: a copy of the
+  parameters, or a fresh initialisation from seed + 1) and ``task.init_task_state``'s."""
+  sections = task_sections(config)
+  views = task.views(dummy_batch(config, task), jax.random.key(0), sections)
   variables = model.init({'params': jax.random.key(config.seed), 'dropout': jax.random.key(0)},
                          views, train=False)
   params = variables['params']
-  init_task_state = getattr(task, 'init_task_state', None)
+  task_state = {}
+  target = getattr(task, 'TARGET', None)
+  if target == 'copy':
+    task_state['target_params'] = jax.tree.map(jnp.copy, params)
+  elif target == 'fresh':
+    task_state['target_params'] = model.init(jax.random.key(config.seed + 1), views,
+                                             train=False)['params']
+  elif target is not None:
+    raise ValueError(f"{task.__name__}.TARGET={target!r}: use 'copy' or 'fresh'.")
+  if hasattr(task, 'init_task_state'):
+    task_state.update(task.init_task_state(sections, params, jax.random.key(config.seed + 3)))
   return TrainState(
       step=jnp.zeros((), jnp.int32), params=params,
       batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
-      task_state=init_task_state(config, params) if init_task_state else None)
+      task_state=task_state or None)
 
 
 def state_sharding(state: TrainState, mesh: jax.sharding.Mesh, task: ModuleType) -> Any:
@@ -138,6 +194,11 @@ def create_state(config: ml_collections.ConfigDict, model: Model,
   return jax.jit(init, out_shardings=shardings)()
 
 
+def _constrain(inputs: Any, mesh: jax.sharding.Mesh) -> Any:
+  return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, batch_sharding(mesh)),
+                      inputs)
+
+
 def make_train_step(config: ml_collections.ConfigDict, model: Model,
                     tx: optax.GradientTransformation, task: ModuleType,
                     schedule: Callable, mesh: jax.sharding.Mesh,
@@ -147,30 +208,34 @@ def make_train_step(config: ml_collections.ConfigDict, model: Model,
   The batch is a global array sharded over the mesh and the loss a mean over the global
   batch, so XLA inserts the cross-device reductions and the result does not depend on the
   number of devices. The state keeps the shardings of :func:`state_sharding` and is
-  donated. Order within a step: views; the task's ``targets`` from the task state, without
-  gradient (MoCo keys, BYOL target projections); loss and gradients; the optimiser update;
-  then ``update_task_state`` with the updated parameters (EMA, enqueue).
+  donated. Order within a step: views; the task's ``targets`` from the second network,
+  without gradient (MoCo keys, BYOL target projections); loss and gradients; the
+  optimiser update; then ``update_task_state`` with the updated parameters (EMA, enqueue),
+  which may also change them.
   """
   base_key = jax.random.key(config.seed + 1)
+  sections = task_sections(config)
   targets_fn = getattr(task, 'targets', None)
   update_task_state = getattr(task, 'update_task_state', None)
+  apply_target = apply_target_fn(model)
   shardings = state_sharding(
       jax.eval_shape(lambda: init_state(config, model, tx, task)), mesh, task)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     key_views, key_dropout, key_targets = jax.random.split(
         jax.random.fold_in(base_key, state.step), 3)
-    views = task.views(batch, key_views, config)
-    views['inputs'] = jax.lax.with_sharding_constraint(views['inputs'], batch_sharding(mesh))
+    progress = tasks.Progress(state.step, total_steps)
+    views = task.views(batch, key_views, sections)
+    views['inputs'] = _constrain(views['inputs'], mesh)
     if targets_fn:
       views.update(jax.lax.stop_gradient(
-          targets_fn(state.task_state, views, key_targets, config, mesh)))
+          targets_fn(state.task_state, views, key_targets, sections, apply_target)))
 
     def loss_fn(params):
       outputs, mutated = model.apply(
           {'params': params, 'batch_stats': state.batch_stats}, views, train=True,
           mutable=['batch_stats'], rngs={'dropout': key_dropout})
-      loss, metrics = task.loss(outputs, views, state.task_state, config)
+      loss, metrics = task.loss(outputs, views, state.task_state, sections, progress)
       return loss, (metrics, mutated['batch_stats'])
 
     (loss, (metrics, batch_stats)), grads = jax.value_and_grad(
@@ -179,8 +244,7 @@ def make_train_step(config: ml_collections.ConfigDict, model: Model,
     params = optax.apply_updates(state.params, updates)
     task_state = state.task_state
     if update_task_state:
-      task_state = update_task_state(task_state, params, views, state.step, total_steps,
-                                     config)
+      task_state, params = update_task_state(task_state, params, views, sections, progress)
     metrics = dict(metrics, loss=loss, learning_rate=schedule(state.step),
                    grad_norm=optax.tree.norm(grads))
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
@@ -199,7 +263,7 @@ def make_summary_fn(config: ml_collections.ConfigDict, task: ModuleType,
 
   def summary_fn(batch: dict, step: jax.Array) -> jax.Array:
     key_views, _ = jax.random.split(jax.random.fold_in(base_key, step))
-    inputs = task.views(batch, key_views, config)['inputs'][:num_images]
+    inputs = first_inputs(task.views(batch, key_views, task_sections(config)))[:num_images]
     low = inputs.min(axis=(1, 2, 3), keepdims=True)
     high = inputs.max(axis=(1, 2, 3), keepdims=True)
     return (inputs - low) / jnp.maximum(high - low, 1e-6)

@@ -1,43 +1,31 @@
-"""The one training loop. A method plugs in as a task (ssl_jax/tasks/<name>.py).
+"""Pretraining: a task (ssl_jax/tasks/<name>.py) through the one loop (ssl_jax/loop.py).
 
 Resumes from the newest checkpoint in the workdir; SIGTERM (a preempted TPU) saves a
 checkpoint and returns cleanly; a non-finite loss stops the run before it can be saved.
+Evaluator instances with ``every`` > 0 run on the live encoder every that many steps.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import threading
-import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from absl import logging
-from clu import periodic_actions
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssl_jax import checkpoint
 from ssl_jax import config_lib
+from ssl_jax import loop
 from ssl_jax import optim
 from ssl_jax import step as step_lib
-from ssl_jax import writers
 from ssl_jax.data import input_pipeline
-from ssl_jax.evaluate import knn as knn_lib
+from ssl_jax.evaluate import context as context_lib
 
-# Set by SIGTERM; the loop checks it after every step.
-STOP_REQUESTED = threading.Event()
-
-
-class NonFiniteLossError(FloatingPointError):
-  """The loss became NaN or infinite."""
-
-
-def _on_sigterm(signum, frame):
-  del signum, frame
-  STOP_REQUESTED.set()
+# Kept for callers of the earlier API; the loop owns the flag and the error.
+STOP_REQUESTED = loop.STOP_REQUESTED
+NonFiniteLossError = loop.NonFiniteLossError
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -48,16 +36,38 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
       f.write(config_lib.to_json(config))
 
 
-def _check_finite(pending: list[tuple[int, dict]], last_saved: int | None, workdir: str):
-  losses = np.asarray(jax.device_get([m['loss'] for _, m in pending]))
-  bad = np.flatnonzero(~np.isfinite(losses))
-  if bad.size:
-    step = pending[bad[0]][0]
-    kept = (f'the last good checkpoint (step {last_saved}) is kept in {workdir}/checkpoints'
-            if last_saved is not None else 'no checkpoint was written')
-    raise NonFiniteLossError(
-        f'The loss became {losses[bad[0]]} at step {step}; stopping, and {kept}. Lower '
-        '--config.optimizer.base_lr, lengthen the warm-up, or check the inputs.')
+def duration(config: ml_collections.ConfigDict, num_train_examples: int) -> tuple[int, int]:
+  """(total steps, steps per epoch) of the pretraining run."""
+  per_epoch = optim.steps_per_epoch(config.batch_size, num_train_examples)
+  return optim.total_steps(config.total_steps, config.total_epochs, per_epoch), per_epoch
+
+
+def _periodic_evaluations(config: ml_collections.ConfigDict, model: step_lib.Model,
+                          builder, mesh: jax.sharding.Mesh, workdir: str,
+                          total_steps: int) -> loop.Hook | None:
+  """The hook that runs every evaluator instance with ``every`` > 0 on the live encoder
+  (Wu et al. 2018's kNN monitor, or a probe), and at the last step, to TensorBoard and
+  metrics.jsonl."""
+  periodic = {name: section for name, section in config.evals.items() if section.every > 0}
+  if not periodic:
+    return None
+  data = context_lib.data_spec(config, builder, mesh)
+  encoder = context_lib.Encoder(model.encoder, {})  # Compiles its features once.
+
+  def hook(done: int, state: step_lib.TrainState, batch: dict, writer: Any) -> None:
+    del batch
+    variables = {'params': state.params['encoder'],
+                 'batch_stats': state.batch_stats.get('encoder', {})}
+    for name, section in periodic.items():
+      if done % section.every == 0 or done == total_steps:
+        results = context_lib.run_evaluator(
+            name, section, encoder.with_variables(variables), data,
+            os.path.join(workdir, 'evals', f'{name}_step{done}'))
+        if results:
+          writer.write_scalars(done, results)
+          logging.info('step %d | %s', done, context_lib.format_results(results))
+
+  return hook
 
 
 def train(config: ml_collections.ConfigDict, workdir: str,
@@ -66,79 +76,38 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   SIGTERM (call again to resume)."""
   mesh = step_lib.make_mesh(devices)
   task = step_lib.import_task(config)
-  builder = input_pipeline.get_builder(config)
-  info = input_pipeline.dataset_info(config, builder)
+  builder = input_pipeline.get_builder(config.dataset)
+  info = input_pipeline.dataset_info(config.dataset, builder)
   input_pipeline.per_process_batch(config.batch_size, mesh)  # Fails early if uneven.
-  tx, schedule = optim.make(config, info.num_train_examples)
-  total = optim.total_steps(config, info.num_train_examples)
+  total, per_epoch = duration(config, info.num_train_examples)
+  tx, schedule = optim.make(config.optimizer, batch_size=config.batch_size,
+                            total_steps=total, steps_per_epoch=per_epoch)
   model = step_lib.build_model(config, task, info.num_classes, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
-  ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints)
-  state = ckpt.restore(state)
-  start = int(state.step)
-  last_saved = ckpt.latest_step()
   save_config(config, workdir)
-  logging.info('Task %s, %s, %d steps (starting at %d), batch %d over %d devices, '
-               '%d training images.', config.task, config.model.name, total, start,
-               config.batch_size, mesh.size, info.num_train_examples)
-  if start >= total:
-    ckpt.save(start, state)  # total_steps=0 keeps the random initialisation.
-    ckpt.close()
-    return True
-
-  writer = writers.create(workdir)
+  logging.info('Task %s, %s, %d steps, batch %d over %d devices, %d training images.',
+               config.task, config.model.name, total, config.batch_size, mesh.size,
+               info.num_train_examples)
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
   summary_fn = step_lib.make_summary_fn(config, task, mesh)
-  # Wu et al. 2018's weighted kNN on the live encoder (compiled once, run every knn.every).
-  knn_monitor = (knn_lib.make_monitor(config, model.encoder, builder, mesh)
-                 if config.knn.every > 0 else None)
-  batches = input_pipeline.train_batches(config, builder, mesh, task.preprocess, start)
-  progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
-                                             every_steps=config.log_every)
-  STOP_REQUESTED.clear()
-  previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
-  pending: list[tuple[int, dict]] = []
-  t_start, finished = time.time(), True
-  try:
-    for step in range(start, total):
-      with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        batch = next(batches)
-        state, metrics = train_step(state, batch)
-      pending.append((step + 1, metrics))
-      progress(step + 1)
-      done = step + 1
-      if config.image_summary_every and (step == start or done % config.image_summary_every == 0):
-        writer.write_images(done, {'augmented_inputs': np.asarray(
-            summary_fn(batch, jnp.asarray(step)))})
-      stop = STOP_REQUESTED.is_set()
-      if done % config.log_every == 0 or done == total or stop:
-        _check_finite(pending, last_saved, workdir)
-        means = {k: float(np.mean([m[k] for _, m in pending])) for k in pending[-1][1]}
-        writer.write_scalars(done, means)
-        rate = (done - start) / (time.time() - t_start)
-        logging.info('step %d/%d | loss %.4f | %.2f steps/s | ETA %s', done, total,
-                     means['loss'], rate, _duration((total - done) / max(rate, 1e-9)))
-        pending = []
-      if knn_monitor and (done % config.knn.every == 0 or done == total):
-        knn = knn_monitor(state)
-        writer.write_scalars(done, knn)
-        logging.info('step %d/%d | kNN %s', done, total, knn_lib.format_results(knn))
-      if done % config.checkpoint_every == 0 or done == total or stop:
-        _check_finite(pending, last_saved, workdir)
-        ckpt.save(done, state)
-        last_saved = done
-      if stop:
-        logging.warning('SIGTERM: saved step %d; run the same command to resume.', done)
-        finished = False
-        break
-  finally:
-    signal.signal(signal.SIGTERM, previous_handler)
-    ckpt.close()
-    writer.flush()
+  evaluations = _periodic_evaluations(config, model, builder, mesh, workdir, total)
+  sections = step_lib.task_sections(config)
+
+  def batches_from(start: int):
+    return input_pipeline.train_batches(
+        config.dataset, builder, mesh, lambda f, seed: task.preprocess(f, seed, sections),
+        batch_size=config.batch_size, seed=config.seed, start_step=start)
+
+  def hook(done: int, state: step_lib.TrainState, batch: dict, writer: Any) -> None:
+    every = config.image_summary_every
+    if every and (done == 1 or done % every == 0):
+      writer.write_images(done, {'augmented_inputs': np.asarray(
+          summary_fn(batch, jnp.asarray(done - 1)))})
+    if evaluations:
+      evaluations(done, state, batch, writer)
+
+  _, finished = loop.run(state, train_step, batches_from, total_steps=total,
+                         workdir=workdir, name='train', log_every=config.log_every,
+                         checkpoint_every=config.checkpoint_every,
+                         keep_checkpoints=config.keep_checkpoints, hook=hook)
   return finished
-
-
-def _duration(seconds: float) -> str:
-  minutes, seconds = divmod(int(seconds), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f'{hours}h{minutes:02d}m{seconds:02d}s' if hours else f'{minutes}m{seconds:02d}s'

@@ -20,13 +20,19 @@ os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
 
 import jax  # noqa: E402
 
+from configs import common  # noqa: E402
 from ssl_jax import config_lib  # noqa: E402
 
 
-def tiny_config(**overrides) -> config_lib.ConfigDict:
-  """A ResNet of a few channels per layer, one unit per stage, on 16-px shipped images."""
-  config = config_lib.base_config()
-  config_lib.apply_runlocal(config)
+def tiny_config(task: str = 'rotation', evals: tuple[str, ...] = ('lbfgs',),
+                **overrides) -> config_lib.ConfigDict:
+  """A ResNet of a few channels per layer, one unit per stage, on 16-px shipped images;
+  ``evals`` names evaluator instances of those types. Override keys are dotted field
+  names; ``task.X`` is the task's own section."""
+  config = config_lib.run_config(task)
+  for name in evals:
+    config.evals[name] = config_lib.evaluator(name)
+  common.runlocal(config)
   config.model.k = 0.125
   config.model.units = (1, 1, 1, 1)
   config.input.image_size = 16
@@ -37,11 +43,13 @@ def tiny_config(**overrides) -> config_lib.ConfigDict:
   config.log_every = 2
   config.checkpoint_every = 2
   config.image_summary_every = 2
-  config.lbfgs.l2_grid = (1e-3, 1e-1)
-  config.lbfgs.max_iter = 100
+  if 'lbfgs' in config.evals:
+    config.evals.lbfgs.l2_grid = (1e-3, 1e-1)
+    config.evals.lbfgs.max_iter = 100
   for key, value in overrides.items():
     node = config
     *path, last = key.split('.')
+    path = [task if name == 'task' and i == 0 else name for i, name in enumerate(path)]
     for name in path:
       node = node[name]
     node[last] = value
@@ -52,16 +60,36 @@ def tiny_config(**overrides) -> config_lib.ConfigDict:
 def one_train_step(config, devices, batch):
   """(state, metrics) after one train step of a fresh model of ``config`` on a mesh over
   ``devices``: the 1-vs-8-device tests compare these."""
-  from ssl_jax import optim
   from ssl_jax import step as step_lib
   mesh = step_lib.make_mesh(devices)
   task = step_lib.import_task(config)
-  tx, schedule = optim.make(config, 1000)
+  tx, schedule = make_optimizer(config)
   model = step_lib.build_model(config, task, 10, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh,
                                         max(config.total_steps, 1))
   return train_step(state, jax.device_put(batch, step_lib.batch_sharding(mesh)))
+
+
+def make_optimizer(config, num_train_examples: int = 1000):
+  """(tx, schedule) of the config's optimizer section for a run on that many images."""
+  from ssl_jax import optim
+  from ssl_jax import train
+  total, per_epoch = train.duration(config, num_train_examples)
+  return optim.make(config.optimizer, batch_size=config.batch_size, total_steps=total,
+                    steps_per_epoch=per_epoch)
+
+
+def sections(config):
+  """What the task of ``config`` reads (tasks.Sections)."""
+  from ssl_jax import step as step_lib
+  return step_lib.task_sections(config)
+
+
+def progress(step: int = 0, total_steps: int = 1):
+  """A tasks.Progress for calling a task's loss directly."""
+  from ssl_jax import tasks
+  return tasks.Progress(jax.numpy.asarray(step), total_steps)
 
 
 def compare_1_and_8_devices(config, batch, metric_keys=('loss', 'grad_norm'), rtol=1e-5):

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ssl_jax import config_lib
 from ssl_jax.data import augment
 
 
@@ -16,7 +15,7 @@ def _images(n=4, size=8, seed=0):
 
 
 # SimCLR v2's device augmentation at strength 1 (reference §1.3), set explicitly so the
-# tests do not follow later changes of base_config's defaults.
+# tests do not follow later changes of the augment section's defaults.
 _SIMCLR = dict(jitter_prob=0.8, brightness=0.8, brightness_mode='multiplicative',
                contrast=0.8, saturation=0.8, hue=0.2, grayscale_prob=0.2,
                grayscale_first=False, blur_prob=(0.5, 0.5), blur_sigma=(0.1, 2.0),
@@ -24,11 +23,12 @@ _SIMCLR = dict(jitter_prob=0.8, brightness=0.8, brightness_mode='multiplicative'
 
 
 def _config(**augment_overrides):
-  config = config_lib.base_config()
+  """The augment section (what the augmentation functions take)."""
+  section = augment.config()
   for name, value in {**_SIMCLR, **augment_overrides}.items():
-    config.augment[name] = value
-  config.lock()
-  return config
+    section[name] = value
+  section.lock()
+  return section
 
 
 def _views(n, size, seed=0):

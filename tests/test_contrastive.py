@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import compare_1_and_8_devices
+from conftest import make_optimizer
+from conftest import progress
+from conftest import sections
 from conftest import tiny_config
 from ssl_jax import optim
 from ssl_jax import step as step_lib
@@ -97,9 +100,9 @@ def _batch(n=8, size=16, seed=0):
 
 def _config(task, **overrides):
   defaults = {'batch_size': 8, 'optimizer.warmup_steps': 0, 'input.crop': 'inception',
-              'augment.blur_prob': (0.5, 0.5), 'moco.queue_size': 32, 'moco.bn_groups': 4,
-              'simclr.proj_hidden': 16, 'simclr.proj_dim': 8, 'moco.proj_hidden': 16,
-              'moco.proj_dim': 8, 'byol.proj_hidden': 16, 'byol.proj_dim': 8}
+              'augment.blur_prob': (0.5, 0.5), 'task.proj_hidden': 16, 'task.proj_dim': 8}
+  if task == 'moco':
+    defaults.update({'task.queue_size': 32, 'task.bn_groups': 4})
   defaults.update(overrides)
   return tiny_config(task=task, **defaults)
 
@@ -112,8 +115,9 @@ def test_loss_and_gradients_equal_on_1_and_8_devices(task, optimizer):
   # Gradient norms of ~1e3 (a random net's projections through BN) summed in another
   # order differ in the 5th digit: rtol 1e-4 on the metrics, and a small LR so that the
   # parameters' rounding differences stay within the helper's tolerance.
-  config = _config(task, **{'optimizer.name': optimizer, 'optimizer.base_lr': 0.001,
-                            'moco.filter_negatives_by_label': task == 'moco'})
+  overrides = {'task.filter_negatives_by_label': True} if task == 'moco' else {}
+  config = _config(task, **{'optimizer.name': optimizer, 'optimizer.base_lr': 0.001},
+                   **overrides)
   state, metrics = compare_1_and_8_devices(config, _batch(), rtol=1e-4)
   assert np.isfinite(metrics['loss'])
   if task == 'byol':  # The target is initialised from its own seed, not copied.
@@ -135,7 +139,7 @@ def test_simclr_positives_are_found_when_views_are_identical():
 
 def test_moco_queue_holds_the_last_batches_in_order():
   queue_size, batch, dim = 12, 4, 3
-  config = _config('moco', **{'moco.queue_size': queue_size, 'moco.proj_dim': dim})
+  config = _config('moco', **{'task.queue_size': queue_size, 'task.proj_dim': dim})
   state = {'queue': jnp.zeros((queue_size, dim)), 'queue_ptr': jnp.zeros((), jnp.int32),
            'queue_labels': jnp.full((queue_size,), -1, jnp.int32)}
   batches = [jnp.full((batch, dim), float(s)) + jnp.arange(batch)[:, None] / 10
@@ -151,10 +155,10 @@ def test_moco_queue_holds_the_last_batches_in_order():
 
 
 def test_moco_train_steps_enqueue_keys_and_update_the_key_encoder():
-  config = _config('moco', **{'moco.queue_size': 16, 'moco.momentum': 0.9})
+  config = _config('moco', **{'task.queue_size': 16, 'task.momentum': 0.9})
   mesh = step_lib.make_mesh()
   task = step_lib.import_task(config)
-  tx, schedule = optim.make(config, 1000)
+  tx, schedule = make_optimizer(config)
   model = step_lib.build_model(config, task, 10, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
   assert state.task_state['queue'].sharding.spec[0] == 'data'  # The queue is sharded.
@@ -163,12 +167,12 @@ def test_moco_train_steps_enqueue_keys_and_update_the_key_encoder():
   for s in range(3):
     batch = _batch(seed=s)
     labels.append(batch['label'])
-    key_before = state.task_state['key_params']
+    key_before = state.task_state['target_params']
     key_before = jax.tree.map(np.asarray, key_before)
     state, _ = train_step(state, jax.device_put(batch, step_lib.batch_sharding(mesh)))
     # Key encoder: the EMA with the parameters the optimiser just made.
     for k, q, new in zip(jax.tree.leaves(key_before), jax.tree.leaves(state.params),
-                         jax.tree.leaves(state.task_state['key_params'])):
+                         jax.tree.leaves(state.task_state['target_params'])):
       np.testing.assert_allclose(new, 0.9 * k + 0.1 * np.asarray(q), rtol=1e-5, atol=1e-7)
   # 3 batches of 8 into 16 slots: [batch 3, batch 2].
   np.testing.assert_array_equal(state.task_state['queue_labels'],
@@ -181,15 +185,18 @@ def test_shuffled_keys_are_permutation_invariant_with_global_bn():
   """With one BN group, shuffling then un-shuffling changes nothing; with several, the
   statistics of a key's group change (the leak remedy), so the keys differ."""
   config = _config('moco')
-  views = moco.views(_batch(), jax.random.key(0), config)
+  views = moco.views(_batch(), jax.random.key(0), sections(config))
   mesh = step_lib.make_mesh()
 
   def keys(groups, shuffle):
-    model = step_lib.Model(step_lib.build_encoder(config, groups), moco.make_head(config, 0))
+    model = step_lib.Model(step_lib.build_encoder(config.model, groups),
+                           moco.make_head(sections(config), 0))
     params = jax.jit(model.init, static_argnames='train')(
         jax.random.key(0), {'inputs': views['key_inputs']}, train=False)['params']
-    return jax.jit(moco.shuffled_keys, static_argnums=(0, 4))(
-        model, params, views['key_inputs'], jax.random.key(1), shuffle)
+    apply_target = step_lib.apply_target_fn(model)
+    return jax.jit(lambda inputs, rng: moco.shuffled_keys(
+        lambda x: apply_target(params, x), inputs, rng, shuffle))(
+            views['key_inputs'], jax.random.key(1))
 
   np.testing.assert_allclose(keys(1, True), keys(1, False), rtol=1e-4, atol=1e-5)
   # Two groups of 4 (with 2 images per group BN maps every channel to about +-1 whatever
@@ -205,8 +212,10 @@ def test_byol_ema_schedule_and_update():
   np.testing.assert_allclose(byol.ema_decay(150, 100, 0.996), 1.0, rtol=1e-7)
   target = {'w': jnp.ones(3)}
   online = {'w': jnp.zeros(3)}
-  config = _config('byol', **{'byol.base_ema': 0.9})
-  updated = byol.update_task_state({'target_params': target}, online, {}, 0, 10, config)
+  config = _config('byol', **{'task.base_ema': 0.9})
+  updated, params = byol.update_task_state({'target_params': target}, online, {},
+                                           sections(config), progress(0, 10))
+  assert params is online
   np.testing.assert_allclose(updated['target_params']['w'], 0.9, rtol=1e-6)
 
 
@@ -215,7 +224,7 @@ def test_lars_step_equals_the_formula():
                           'optimizer.lars_eta': 0.001, 'optimizer.momentum': 0.9,
                           'optimizer.schedule': 'constant', 'optimizer.warmup_steps': 0,
                           'optimizer.base_lr': 0.5, 'optimizer.lr_scaling': 'none'})
-  tx, _ = optim.make(config, 1000)
+  tx, _ = make_optimizer(config)
   params = {'dense': {'kernel': jnp.array([[3.0, 4.0]]), 'bias': jnp.array([1.0, 2.0])}}
   grads = {'dense': {'kernel': jnp.array([[1.0, -2.0]]), 'bias': jnp.array([0.5, 0.5])}}
   opt_state = tx.init(params)
@@ -236,20 +245,21 @@ def test_sqrt_lr_scaling_and_weight_decay_on_all():
   config = tiny_config(batch_size=64, **{'optimizer.base_lr': 0.075,
                                          'optimizer.lr_scaling': 'sqrt',
                                          'optimizer.weight_decay_on': 'all'})
-  np.testing.assert_allclose(optim.peak_lr(config), 0.6, rtol=1e-6)
+  np.testing.assert_allclose(optim.peak_lr(config.optimizer, config.batch_size), 0.6,
+                             rtol=1e-6)
   params = {'bn': {'scale': jnp.ones(2), 'bias': jnp.ones(2)}, 'conv': {'kernel': jnp.ones(2)}}
-  rates = optim.weight_decay_rates(params, config)
+  rates = optim.weight_decay_rates(params, config.optimizer)
   assert rates['bn']['scale'] == rates['bn']['bias'] == rates['conv']['kernel'] == 1e-4
 
 
 def test_projection_heads_match_the_references():
   config = _config('simclr')
-  head = simclr.make_head(config, 10)
+  head = simclr.make_head(sections(config), 10)
   variables = head.init(jax.random.key(0), {'pre_logits': jnp.ones((4, 12))}, {}, train=False)
   proj = variables['params']['proj']
   assert set(proj) == {'hidden0', 'hidden0_bn', 'hidden1', 'hidden1_bn', 'output', 'output_bn'}
   assert 'bias' not in proj['output'] and 'bias' not in proj['output_bn']  # No beta.
-  moco_head = moco.make_head(_config('moco', **{'moco.mlp': True}), 10)
+  moco_head = moco.make_head(sections(_config('moco', **{'task.mlp': True})), 10)
   params = moco_head.init(jax.random.key(0), {'pre_logits': jnp.ones((4, 12))}, {},
                           train=False)['params']['proj']
   assert set(params) == {'hidden0', 'output'}  # No BN in MoCo v2's head.

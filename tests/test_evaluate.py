@@ -32,9 +32,10 @@ def _linear_eval_config(workdir, arg):
   spec.loader.exec_module(module)
   config = module.get_config(f'workdir={workdir},{arg}')
   config.unlock()
-  config.linear.total_steps = 3
-  config.linear.batch_size = 64
-  config.lbfgs.max_iter = 50
+  for name in ('linear', 'mlp'):
+    config.evals[name].total_steps = 3
+    config.evals[name].batch_size = 64
+  config.evals.lbfgs.max_iter = 50
   config.lock()
   return config
 
@@ -50,6 +51,10 @@ def test_linear_mlp_and_lbfgs_on_every_layer(trained, tmp_path):
   with open(tmp_path / 'results.json') as f:
     assert json.load(f)['linear/pre_logits/top1'] == results['linear/pre_logits/top1']
   assert not os.path.exists(tmp_path / 'checkpoints')  # Evaluation only: nothing trained.
+  # The probes trained through the one loop: checkpoints and metrics per instance.
+  for name in ('linear', 'mlp'):
+    assert os.listdir(tmp_path / 'evals' / name / 'checkpoints') == ['3']
+    assert (tmp_path / 'evals' / name / 'metrics.jsonl').exists()
 
 
 def test_topk_correct_matches_numpy():
@@ -77,8 +82,8 @@ def test_patch_representation_is_the_mean_over_patches(trained):
   config.input.eval_patch_grid = 2
   config.input.eval_standardize = True
   images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)), jnp.uint8)
-  got = encoder_lib.representation(config, encoder, ('block4', 'pre_logits'), 9000)(
-      variables, images)
+  got = encoder_lib.representation(config.input, config.augment.normalize, encoder,
+                                   ('block4', 'pre_logits'), 9000)(variables, images)
   for i in range(3):
     patches = [images[i:i + 1, r:r + 16, c:c + 16] for r in (0, 16) for c in (0, 16)]
     from ssl_jax.data import augment

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import compare_1_and_8_devices
+from conftest import progress
+from conftest import sections
 from conftest import tiny_config
 from ssl_jax.tasks import exemplar
 
@@ -57,7 +59,8 @@ def test_triplet_loss_matches_brute_force(mode, margin):
   config = tiny_config(task='exemplar', **{'exemplar.copies': copies,
                                            'exemplar.normalize': mode,
                                            'exemplar.margin': margin})
-  value, metrics = jax.jit(lambda e: exemplar.loss(e, {}, None, config))(embeddings)
+  value, metrics = jax.jit(lambda e: exemplar.loss(e, {}, None, sections(config),
+                                                   progress()))(embeddings)
   expected, branches = _brute_force_loss(embeddings, copies, margin, mode)
   assert branches['semihard'] > 0 and branches['farthest'] > 0, branches
   np.testing.assert_allclose(value, expected, rtol=1e-5)
@@ -86,7 +89,8 @@ def test_views_shapes_labels_gray_and_standardisation():
   batch = {'image': jnp.asarray(np.repeat(crops, copies, axis=1))}
   config = tiny_config(task='exemplar', **{'exemplar.copies': copies,
                                            'exemplar.grayscale': 0.5})
-  views = jax.jit(lambda b, k: exemplar.views(b, k, config))(batch, jax.random.key(3))
+  views = jax.jit(lambda b, k: exemplar.views(b, k, sections(config)))(batch,
+                                                                      jax.random.key(3))
   inputs = np.asarray(views['inputs']).reshape(num_images, copies, 16, 16, 3)
   assert views['inputs'].shape == (num_images * copies, 16, 16, 3)
   np.testing.assert_array_equal(views['labels'], np.repeat(np.arange(num_images), copies))
@@ -104,15 +108,15 @@ def test_views_shapes_labels_gray_and_standardisation():
 
 def test_views_all_gray_and_shape_checks():
   config = tiny_config(task='exemplar', **{'exemplar.copies': 2, 'exemplar.grayscale': 1.0})
-  assert exemplar.input_shape(config) == (2, 16, 16, 3)
+  assert exemplar.input_shapes(sections(config)) == {'image': (2, 16, 16, 3)}
   image = np.random.default_rng(1).integers(0, 256, (3, 2, 16, 16, 3)).astype(np.uint8)
-  views = jax.jit(lambda b: exemplar.views(b, jax.random.key(0), config))(
+  views = jax.jit(lambda b: exemplar.views(b, jax.random.key(0), sections(config)))(
       {'image': jnp.asarray(image)})
   assert views['inputs'].shape == (6, 16, 16, 3)
   np.testing.assert_array_equal(views['inputs'][..., 1], views['inputs'][..., 0])
   np.testing.assert_array_equal(views['inputs'][..., 2], views['inputs'][..., 0])
   with pytest.raises(ValueError, match='exemplar.copies=2'):
-    exemplar.views({'image': jnp.asarray(image[:, 0])}, jax.random.key(0), config)
+    exemplar.views({'image': jnp.asarray(image[:, 0])}, jax.random.key(0), sections(config))
 
 
 def test_host_preprocess_gives_different_deterministic_crops():
@@ -120,15 +124,15 @@ def test_host_preprocess_gives_different_deterministic_crops():
   config = tiny_config(task='exemplar', **{'exemplar.copies': 4, 'input.crop': 'inception'})
   image = tf.constant(np.random.default_rng(0).integers(0, 256, (48, 64, 3)), tf.uint8)
   seed = tf.constant([7, 11], tf.int64)
-  out = exemplar.preprocess({'image': image, 'label': tf.constant(3)}, seed, config)
+  out = exemplar.preprocess({'image': image, 'label': tf.constant(3)}, seed, sections(config))
   copies = out['image'].numpy()
   assert copies.shape == (4, 16, 16, 3) and copies.dtype == np.uint8
   for i in range(4):
     for j in range(i):
       assert not np.array_equal(copies[i], copies[j])
-  again = exemplar.preprocess({'image': image}, seed, config)['image'].numpy()
+  again = exemplar.preprocess({'image': image}, seed, sections(config))['image'].numpy()
   np.testing.assert_array_equal(again, copies)
-  other = exemplar.preprocess({'image': image}, tf.constant([7, 12], tf.int64), config)
+  other = exemplar.preprocess({'image': image}, tf.constant([7, 12], tf.int64), sections(config))
   assert not np.array_equal(other['image'].numpy(), copies)
 
 

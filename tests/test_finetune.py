@@ -11,17 +11,18 @@ from ssl_jax import encoder as encoder_lib
 from ssl_jax import step as step_lib
 from ssl_jax import train
 from ssl_jax.data import input_pipeline
+from ssl_jax.evaluate import context
 from ssl_jax.evaluate import finetune
 
 
 @pytest.fixture(scope='module')
 def builder():
-  return input_pipeline.get_builder(tiny_config())
+  return input_pipeline.get_builder(tiny_config().dataset)
 
 
 @pytest.fixture(scope='module')
 def labels_by_id(builder):
-  ids, labels = input_pipeline.split_ids_and_labels(tiny_config(), builder, 'train')
+  ids, labels = input_pipeline.split_ids_and_labels(tiny_config().dataset, builder, 'train')
   assert len(ids) == len(set(ids)) == 4085
   return dict(zip(ids, labels))
 
@@ -34,7 +35,7 @@ def random_init(tmp_path_factory):
 
 
 def _subset(builder, labels_per_class=-1, label_fraction=1.0, seed=0):
-  return input_pipeline.labelled_subset_ids(tiny_config(), builder, labels_per_class,
+  return input_pipeline.labelled_subset_ids(tiny_config().dataset, builder, labels_per_class,
                                             label_fraction, seed)
 
 
@@ -65,22 +66,31 @@ def test_train_stream_holds_only_the_subset(builder):
   read = tfds.ReadConfig(add_tfds_id=True)
   images = {ex['tfds_id']: ex['image'] for ex in builder.as_dataset(
       split='train', read_config=read).as_numpy_iterator() if ex['tfds_id'] in set(keep)}
-  stream = input_pipeline.train_batches(config, builder, step_lib.make_mesh(),
-                                        lambda features, seed, config: features,
-                                        keep_ids=keep)
+  stream = input_pipeline.train_batches(config.dataset, builder, step_lib.make_mesh(),
+                                        lambda features, seed: features, batch_size=16,
+                                        seed=0, keep_ids=keep)
   seen = np.concatenate([np.asarray(next(stream)['image']) for _ in range(3)])
   expected = {image.tobytes() for image in images.values()}
   got = [image.tobytes() for image in seen]
   assert len(set(got)) == 48 and set(got) <= expected
 
 
-def test_fine_tune_trains_the_whole_encoder(random_init):
-  config = tiny_config(**{'finetune.labels_per_class': 10, 'finetune.batch_size': 16,
-                          'finetune.total_steps': 3, 'finetune.base_lr': 1.0})
-  variables, results = finetune.fine_tune(config, random_init)
-  assert set(results) == {'finetune/top1', 'finetune/top5', 'finetune/num_labelled'}
-  assert results['finetune/num_labelled'] == 100
-  assert 0.0 <= results['finetune/top1'] <= results['finetune/top5'] <= 1.0
+def _finetune(random_init, tmp_path, **fields):
+  """(config, encoder, data, workdir) for a fine-tuning instance on the random encoder."""
+  config = tiny_config(evals=('finetune',), **{f'evals.finetune.{k}': v
+                                              for k, v in fields.items()})
+  encoder, data = context.from_workdir(random_init, config)
+  return config, encoder, data, str(tmp_path / 'finetune')
+
+
+def test_fine_tune_trains_the_whole_encoder(random_init, tmp_path):
+  config, encoder, data, workdir = _finetune(
+      random_init, tmp_path, labels_per_class=10, batch_size=16, total_steps=3,
+      **{'optimizer.base_lr': 1.0})
+  variables, results = finetune.fine_tune(config.evals.finetune, encoder, data, workdir)
+  assert set(results) == {'top1', 'top5', 'num_labelled'}
+  assert results['num_labelled'] == 100
+  assert 0.0 <= results['top1'] <= results['top5'] <= 1.0
   _, _, initial, _ = encoder_lib.restore_encoder(random_init)
   for name in ('params', 'batch_stats'):
     before = jax.tree.leaves(initial[name])
@@ -91,16 +101,19 @@ def test_fine_tune_trains_the_whole_encoder(random_init):
   assert np.any(np.asarray(variables['params']['head']['kernel']) != 0)
 
 
-def test_fine_tuning_beats_chance(random_init):
+def test_fine_tuning_beats_chance(random_init, tmp_path):
   # A random tiny encoder fine-tuned for 200 steps on the 4,085 images (about 20 s on a
   # CPU) reaches about 0.28 top-1 of 10 classes; a zero head predicts one class (0.1).
-  config = tiny_config(**{'finetune.batch_size': 64, 'finetune.total_steps': 200,
-                          'finetune.base_lr': 1.0})
-  results = finetune.run(config, random_init)
-  assert results['finetune/num_labelled'] == 4085
-  assert results['finetune/top1'] > 0.2
+  config, encoder, data, workdir = _finetune(
+      random_init, tmp_path, batch_size=64, total_steps=200, **{'optimizer.base_lr': 1.0})
+  results = context.run_evaluator('finetune_all', config.evals.finetune, encoder, data,
+                                  workdir)
+  assert results['finetune_all/num_labelled'] == 4085
+  assert results['finetune_all/top1'] > 0.2
 
 
-def test_patch_representations_are_refused(random_init):
+def test_patch_representations_are_refused(random_init, tmp_path):
+  config = tiny_config(evals=('finetune',), **{'input.eval_patch_grid': 3})
+  encoder, data = context.from_workdir(random_init, config)
   with pytest.raises(ValueError, match='eval_patch_grid'):
-    finetune.run(tiny_config(**{'input.eval_patch_grid': 3}), random_init)
+    finetune.run(config.evals.finetune, encoder, data, str(tmp_path))

@@ -12,6 +12,7 @@ import pytest
 from conftest import tiny_config
 from ssl_jax import step as step_lib
 from ssl_jax import train
+from ssl_jax.evaluate import context
 from ssl_jax.evaluate import knn
 
 
@@ -69,9 +70,11 @@ def test_well_separated_clusters_are_classified_perfectly():
 
 def test_run_on_a_trained_workdir(tmp_path):
   workdir = str(tmp_path / 'run')
-  config = tiny_config(total_steps=3, **{'knn.every': 2, 'knn.k': 20})
+  config = tiny_config(total_steps=3, evals=('knn',), **{'evals.knn.every': 2,
+                                                         'evals.knn.k': 20})
   assert train.train(config, workdir)
-  results = knn.run(config, workdir)
+  results = context.run_evaluator('knn', config.evals.knn,
+                                  *context.from_workdir(workdir, config), workdir)
   assert set(results) == {'knn/pre_logits/top1', 'knn/pre_logits/top5'}
   assert 0.0 <= results['knn/pre_logits/top1'] <= results['knn/pre_logits/top5'] <= 1.0
   # The monitor ran every knn.every steps and at the end; at the end it saw the state

@@ -131,7 +131,7 @@ def test_tiny_forward_train_is_finite(family, size):
 
 @pytest.mark.parametrize('name', ['revnet', 'vgg'])
 def test_build_reads_config_and_representation_size(name):
-  config = config_lib.base_config()
+  config = config_lib.run_config('rotation')
   config.model.name = name
   config.model.representation_size = 512
   config.model.vgg_names = 'code'
@@ -151,9 +151,9 @@ def test_vgg_rejects_unknown_names():
 
 
 def test_revnet_root_has_no_weight_decay():
-  config = config_lib.base_config()
+  config = config_lib.run_config('rotation')
   _, variables = _shapes(revnet.RevNet(k=0.125, units=(1, 1, 1, 1)), 16)
-  rates = optim.weight_decay_rates(variables['params'], config)
+  rates = optim.weight_decay_rates(variables['params'], config.optimizer)
   assert rates['root_nowd']['conv']['kernel'] == 0.0
   decay = config.optimizer.weight_decay
   assert rates['block1_0']['residual']['conv1']['conv']['kernel'] == decay

@@ -8,6 +8,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import compare_1_and_8_devices
+from conftest import progress
+from conftest import sections
 from conftest import tiny_config
 from ssl_jax import optim
 from ssl_jax.models import layers
@@ -16,12 +18,12 @@ from ssl_jax.tasks import patches
 from ssl_jax.tasks import relative_patch
 
 # Small patch geometry: 54-px resize, 48-px crop, cells of 16 px, 12-px patches (jitter 4).
-GEOMETRY = {'patches.resize': 54, 'patches.crop': 48, 'patches.size': 12,
-            'patches.embedding': 16, 'patches.hidden': 32}
+GEOMETRY = {'task.resize': 54, 'task.crop': 48, 'task.size': 12,
+            'task.embedding': 16, 'task.hidden': 32}
 
 
-def _config(**overrides):
-  return tiny_config(**GEOMETRY, **overrides)
+def _config(task='jigsaw', **overrides):
+  return tiny_config(task, **GEOMETRY, **overrides)
 
 
 def _hamming(perms: np.ndarray) -> np.ndarray:
@@ -49,10 +51,10 @@ def test_maximal_hamming_permutations():
 
 def test_jigsaw_puzzles_are_undone_by_the_inverse_permutation():
   config = _config(task='jigsaw')
-  num_images, subset, width = 3, config.patches.permutation_subset, 4
+  num_images, subset, width = 3, config.jigsaw.permutation_subset, 4
   batch = {'image': jnp.zeros((num_images, 9, 4, 4, 3), jnp.uint8)}
-  views = jigsaw.views(batch, jax.random.key(3), config)
-  table = jigsaw.permutation_table(config)
+  views = jigsaw.views(batch, jax.random.key(3), sections(config))
+  table = jigsaw.permutation_table(config.jigsaw)
   labels = np.asarray(views['labels'])
   assert views['inputs'].shape == (num_images * 9, 4, 4, 3)
   assert labels.shape == (num_images * subset,)
@@ -81,17 +83,18 @@ def test_relative_patch_labels_point_the_right_way():
     assert name == '-'.join(filter(None, (vertical, horizontal)))
   # An image whose 3x3 cells carry their (row, column) in the red and green channels,
   # through the host extraction (central patches) and the head's pairing.
-  cell = config.patches.resize // 3
+  cell = config.relative_patch.resize // 3
   image = np.zeros((3 * cell, 3 * cell, 3), np.uint8)
   for row in range(3):
     for col in range(3):
       image[row * cell:(row + 1) * cell, col * cell:(col + 1) * cell, :2] = (row, col)
-  pieces = patches.extract_patches(tf.constant(image), tf.constant([0, 0], tf.int64), config,
-                                   train=False).numpy()
+  pieces = patches.extract_patches(tf.constant(image), tf.constant([0, 0], tf.int64),
+                                   config.relative_patch, train=False).numpy()
   positions = pieces[:, 0, 0, :2].astype(int)
   np.testing.assert_array_equal(positions, [divmod(i, 3) for i in range(9)])
   pairs = np.asarray(relative_patch.pairs(jnp.asarray(positions[None])))[0]
-  views = relative_patch.views({'image': jnp.asarray(pieces[None])}, jax.random.key(0), config)
+  views = relative_patch.views({'image': jnp.asarray(pieces[None])}, jax.random.key(0),
+                               sections(config))
   labels = np.asarray(views['labels'])
   np.testing.assert_array_equal(labels, np.arange(8))
   for label in labels:
@@ -110,19 +113,19 @@ def _find(patch: np.ndarray, image: np.ndarray) -> list[tuple[int, int]]:
 
 def test_host_patches_are_sub_images_of_the_crop():
   config = _config(task='jigsaw')
-  p = config.patches
+  p = config.jigsaw
   cell, jitter = p.crop // p.grid, p.crop // p.grid - p.size
   image = tf.constant(np.random.default_rng(0).integers(0, 256, (70, 60, 3)), tf.uint8)
   resized = patches.resize_squashed(image, p.resize).numpy()
   seen_offsets = set()
   for example in range(4):
     seed = tf.constant([7, example], tf.int64)
-    pieces = patches.extract_patches(image, seed, config).numpy()
+    pieces = patches.extract_patches(image, seed, p).numpy()
     assert pieces.shape == (9, 12, 12, 3) and pieces.dtype == np.uint8
-    np.testing.assert_array_equal(patches.extract_patches(image, seed, config), pieces)
+    np.testing.assert_array_equal(patches.extract_patches(image, seed, p), pieces)
     # Graph mode (inside tf.data) gives the same patches.
     mapped = tf.data.Dataset.from_tensors(image).map(
-        lambda im, seed=seed: patches.preprocess({'image': im}, seed, config)['image'])
+        lambda im, seed=seed: patches.preprocess({'image': im}, seed, sections(config))['image'])
     np.testing.assert_array_equal(next(iter(mapped)).numpy(), pieces)
     # Patch r * 3 + c lies at crop + cell (r, c) + an offset in [0, jitter]; one crop.
     low, high = 0, p.resize - p.crop
@@ -135,7 +138,7 @@ def test_host_patches_are_sub_images_of_the_crop():
     assert (low <= high).all()
   assert len({(top, left) for _, _, top, left in seen_offsets}) > 9  # Random, per seed.
   # Evaluation: central crop and central patches (gaps of the jitter).
-  pieces = patches.extract_patches(image, tf.constant([7, 0], tf.int64), config,
+  pieces = patches.extract_patches(image, tf.constant([7, 0], tf.int64), p,
                                    train=False).numpy()
   start = (p.resize - p.crop) // 2 + jitter // 2
   for index, piece in enumerate(pieces):
@@ -149,8 +152,8 @@ def test_standardisation_and_grayscale():
   batch = jnp.asarray(rng.integers(0, 256, (16, 9, 6, 6, 3)), jnp.uint8)
 
   def augmented(**overrides):
-    config = _config(**{f'patches.{k}': v for k, v in overrides.items()})
-    out = np.asarray(patches.augment_patches(batch, jax.random.key(1), config))
+    config = _config(**{f'task.{k}': v for k, v in overrides.items()})
+    out = np.asarray(patches.augment_patches(batch, jax.random.key(1), config.jigsaw))
     assert out.shape == (16 * 9, 6, 6, 3)
     np.testing.assert_allclose(out.mean((1, 2, 3)), 0.0, atol=1e-5)
     np.testing.assert_allclose(out.std((1, 2, 3)), 1.0, atol=1e-4)
@@ -173,8 +176,9 @@ def test_losses_are_the_mean_cross_entropy():
     labels = jnp.arange(16) % num
     views = {'labels': labels}
     perfect = jax.nn.one_hot(labels, num) * 100.0
-    assert float(task.loss(perfect, views, None, _config())[0]) < 1e-6
-    np.testing.assert_allclose(task.loss(jnp.zeros((16, num)), views, None, _config())[0],
+    s = sections(_config(task.__name__.split('.')[-1]))
+    assert float(task.loss(perfect, views, None, s, progress())[0]) < 1e-6
+    np.testing.assert_allclose(task.loss(jnp.zeros((16, num)), views, None, s, progress())[0],
                                np.log(num), rtol=1e-6)
 
 
@@ -183,14 +187,14 @@ def test_loss_and_params_equal_on_1_and_8_devices(task):
   config = _config(task=task, **{
       'optimizer.warmup_steps': 0, 'optimizer.fc_weight_decay': 5e-4,
       'model.root_stride': 1, 'model.stage_strides': (1, 2, 2, 1)})
-  assert config.patches.dropout == 0.5
+  assert config[task].dropout == 0.5
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (16, 9, 12, 12, 3)).astype(np.uint8)}
   state1, metrics1 = compare_1_and_8_devices(config, batch)
   # The head: the embedding keeps the normal weight decay, the FC kernels 5e-4.
   head = state1.params['head']
   assert head['embedding']['kernel'].shape == (layers.channels(512, config.model.k), 16)
-  rates = optim.weight_decay_rates(head, config)
+  rates = optim.weight_decay_rates(head, config.optimizer)
   assert rates['embedding']['kernel'] == config.optimizer.weight_decay
   assert rates['fc']['fc1_fcwd']['kernel'] == rates['fc']['fc2_fcwd']['kernel'] == 5e-4
   assert rates['fc']['fc1_fcwd']['bias'] == rates['fc']['bn']['scale'] == 0.0

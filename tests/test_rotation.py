@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from conftest import progress
+from conftest import sections
 from conftest import tiny_config
 from ssl_jax.tasks import rotation
 
@@ -27,12 +29,13 @@ def test_views_and_loss():
   config = tiny_config()
   batch = {'image': jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)),
                                 jnp.uint8)}
-  views = rotation.views(batch, jax.random.key(0), config)
+  views = rotation.views(batch, jax.random.key(0), sections(config))
   assert views['inputs'].shape == (16, 16, 16, 3)
   assert float(jnp.abs(views['inputs']).max()) <= 1.0
   # Perfectly confident correct logits give ~0 loss; uniform logits give log(4).
   perfect = jax.nn.one_hot(views['labels'], 4) * 100.0
-  assert float(rotation.loss(perfect, views, None, config)[0]) < 1e-6
+  assert float(rotation.loss(perfect, views, None, sections(config), progress())[0]) < 1e-6
   uniform = jnp.zeros((16, 4))
-  np.testing.assert_allclose(rotation.loss(uniform, views, None, config)[0], np.log(4),
+  np.testing.assert_allclose(rotation.loss(uniform, views, None, sections(config),
+                                           progress())[0], np.log(4),
                              rtol=1e-6)

@@ -33,8 +33,11 @@ def test_step_schedule_follows_the_paper():
   config = tiny_config(total_steps=-1, total_epochs=35.0, batch_size=256, **{
       'optimizer.base_lr': 0.1, 'optimizer.schedule': 'step', 'optimizer.warmup_steps': -1,
       'optimizer.warmup_epochs': 5.0, 'optimizer.decay_epochs': (15.0, 25.0)})
-  schedule = optim.learning_rate(config, num_train_examples=256 * 10)  # 10 steps/epoch.
-  assert optim.total_steps(config, 2560) == 350
+  per_epoch = optim.steps_per_epoch(config.batch_size, 256 * 10)  # 10 steps/epoch.
+  total = optim.total_steps(config.total_steps, config.total_epochs, per_epoch)
+  assert total == 350
+  schedule = optim.learning_rate(config.optimizer, batch_size=256, total_steps=total,
+                                 steps_per_epoch=per_epoch)
   np.testing.assert_allclose(schedule(25), 0.1 * 25 / 50, rtol=1e-6)  # Warm-up.
   np.testing.assert_allclose(schedule(100), 0.1, rtol=1e-6)
   np.testing.assert_allclose(schedule(150), 0.01, rtol=1e-5)
@@ -44,7 +47,8 @@ def test_step_schedule_follows_the_paper():
 def test_cosine_schedule():
   config = tiny_config(total_steps=110, batch_size=512, **{
       'optimizer.base_lr': 0.1, 'optimizer.schedule': 'cosine', 'optimizer.warmup_steps': 10})
-  schedule = optim.learning_rate(config, 10_000)
+  schedule = optim.learning_rate(config.optimizer, batch_size=512, total_steps=110,
+                                 steps_per_epoch=10_000 // 512)
   peak = 0.1 * 512 / 256
   np.testing.assert_allclose(schedule(10), peak, rtol=1e-6)
   np.testing.assert_allclose(schedule(60), peak / 2, rtol=1e-5)
@@ -55,11 +59,11 @@ def test_weight_decay_only_on_kernels():
   params = {'conv': {'kernel': jnp.ones(2)}, 'bn': {'scale': jnp.ones(2), 'bias': jnp.ones(2)},
             'root_nowd': {'kernel': jnp.ones(2)}, 'head': {'fc1_fcwd': {'kernel': jnp.ones(2)}}}
   config = tiny_config(**{'optimizer.weight_decay': 1e-4, 'optimizer.fc_weight_decay': 5e-4})
-  assert optim.weight_decay_rates(params, config) == {
+  assert optim.weight_decay_rates(params, config.optimizer) == {
       'conv': {'kernel': 1e-4}, 'bn': {'scale': 0.0, 'bias': 0.0},
       'root_nowd': {'kernel': 0.0}, 'head': {'fc1_fcwd': {'kernel': 5e-4}}}
   # The transformation adds rate * w to the gradient.
-  tx = optim.add_weight_decay(config)
+  tx = optim.add_weight_decay(config.optimizer)
   grads = jax.tree.map(jnp.zeros_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
   assert float(updates['conv']['kernel'][0]) == np.float32(1e-4)

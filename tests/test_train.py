@@ -84,8 +84,8 @@ def test_load_encoder_of_random_init(tmp_path):
     encode(images.astype(np.float32))
 
 
-PATCH_GEOMETRY = {'patches.resize': 54, 'patches.crop': 48, 'patches.size': 12,
-                  'patches.hidden': 32, 'patches.embedding': 16,
+PATCH_GEOMETRY = {'task.resize': 54, 'task.crop': 48, 'task.size': 12,
+                  'task.hidden': 32, 'task.embedding': 16,
                   'model.stage_strides': (1, 2, 2, 1)}
 
 
@@ -100,7 +100,7 @@ def test_every_architecture_and_task_trains_on_8_devices(tmp_path, task, model):
   if task == 'jigsaw':
     overrides.update(PATCH_GEOMETRY)
   if task == 'exemplar':
-    overrides.update({'exemplar.copies': 2, 'exemplar.embedding': 16})
+    overrides.update({'task.copies': 2, 'task.embedding': 16})
   workdir = str(tmp_path / f'{task}_{model}')
   assert train.train(tiny_config(**overrides), workdir)
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:

@@ -11,6 +11,46 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_jax import config_lib
+
+
+def config() -> ml_collections.ConfigDict:
+  """The ``augment`` section: device-side pixel augmentation, after the host crops.
+
+  The Revisiting tasks use slim's Inception colour distortion (``inception_*``); the
+  contrastive views (SimCLR, MoCo, BYOL; reference contrastive.md §1.3, §2.3, §3) the
+  rest, one key per image and view. Defaults: SimCLR v2 at strength s=1.
+  """
+  c = ml_collections.ConfigDict()
+  c.inception_brightness = 32.0 / 255.0  # Max additive delta; 0 disables.
+  c.inception_saturation = (0.5, 1.5)  # Multiplicative range; (1, 1) disables.
+  c.jitter_prob = 0.8  # Colour jitter (random order, clip after each op).
+  c.brightness = 0.8  # 0.8s; multiplicative U[1-b, 1+b] or additive U[-b, b].
+  c.brightness_mode = 'multiplicative'  # SimCLR v2; 'additive': v1, BYOL.
+  c.contrast = 0.8  # x U[1-c, 1+c] about the per-channel mean.
+  c.saturation = 0.8  # x U[1-s, 1+s].
+  c.hue = 0.2  # + U[-h, h] turns.
+  c.grayscale_prob = 0.2
+  c.grayscale_first = False  # MoCo v1 (InstDisc): grayscale before the jitter.
+  c.blur_prob = (0.5, 0.5)  # Per view (views >= 2 take the second); BYOL (1.0, 0.1).
+  c.blur_sigma = (0.1, 2.0)  # sigma ~ U[lo, hi] in pixels.
+  c.blur_per = 'image'  # 'image' (BYOL, MoCo) or 'batch' (SimCLR's code).
+  c.solarize_prob = (0.0, 0.0)  # Per view; BYOL (0.0, 0.2).
+  # Network input, in pretraining and evaluation: 'symmetric' [-1, 1] (the Revisiting
+  # models), 'unit' [0, 1] (SimCLR) or 'imagenet' mean/std (MoCo, BYOL).
+  c.normalize = 'symmetric'
+  return c
+
+
+def validate(aug: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field and the fix."""
+  config_lib.check_choice(aug, 'augment', 'brightness_mode', ('multiplicative', 'additive'))
+  config_lib.check_choice(aug, 'augment', 'blur_per', ('image', 'batch'))
+  config_lib.check_choice(aug, 'augment', 'normalize', ('unit', 'imagenet', 'symmetric'))
+  for name in ('blur_prob', 'solarize_prob'):
+    if len(aug[name]) != 2:
+      raise ValueError(f'augment.{name} holds one probability per view: (view 1, view 2).')
+
 
 def to_unit(images: jax.Array) -> jax.Array:
   """uint8 [0, 255] -> float32 [0, 1]."""
@@ -264,11 +304,11 @@ def _maybe_apply(fn, image: jax.Array, key: jax.Array, prob: float) -> jax.Array
   return jnp.where(jax.random.bernoulli(key, prob), fn(image), image)
 
 
-def contrastive_view(image: jax.Array, key: jax.Array, config: ml_collections.ConfigDict,
+def contrastive_view(image: jax.Array, key: jax.Array, aug: ml_collections.ConfigDict,
                      view: int,
                      blur_sigma: jax.Array | None = None) -> jax.Array:
   """One view's device augmentation of one float image [H, W, 3] in [0, 1] after the
-  host crop and flip, following ``config.augment``:
+  host crop and flip, following the ``augment`` section ``aug``:
 
   colour jitter with probability jitter_prob (random order, clip after each op), then
   grayscale with probability grayscale_prob (with grayscale_first: grayscale, then the
@@ -282,7 +322,6 @@ def contrastive_view(image: jax.Array, key: jax.Array, config: ml_collections.Co
   batch-level ``blur_sigma`` when augment.blur_per == 'batch' (SimCLR's code draws one
   sigma per batch and view; see :func:`contrastive_views`).
   """
-  aug = config.augment
   v = min(view, 1)
   if aug.blur_per == 'batch' and blur_sigma is None:
     raise ValueError("augment.blur_per == 'batch' needs the batch-level blur_sigma.")
@@ -316,8 +355,8 @@ def contrastive_view(image: jax.Array, key: jax.Array, config: ml_collections.Co
   return normalize(jnp.clip(x, 0.0, 1.0), aug.normalize)
 
 
-def contrastive_views(images: jax.Array, key: jax.Array,
-                      config: ml_collections.ConfigDict) -> jax.Array:
+def contrastive_views(images: jax.Array, key: jax.Array, aug: ml_collections.ConfigDict,
+                      first_view: int = 0) -> jax.Array:
   """Device augmentation of a batch of host-cropped views: uint8 [B, V, H, W, 3] (V views
   per image: 2 for the contrastive methods, 1 for a single augmented view, e.g. supervised
   training) -> float32 [B, V, H, W, 3], each view by :func:`contrastive_view`.
@@ -325,7 +364,9 @@ def contrastive_views(images: jax.Array, key: jax.Array,
   Image b's view v uses the key fold_in(split(key_images, B)[b], v): one independent key
   per (image, view), fixed by the image's position in the global batch, so the result does
   not depend on how the batch is sharded. With augment.blur_per == 'batch', one sigma per
-  view is shared by the whole (global) batch, as in SimCLR's code.
+  view is shared by the whole (global) batch, as in SimCLR's code. ``first_view`` is the
+  index of the first of these views (multi-crop: the small crops follow the two large ones,
+  and take the second view's probabilities).
   """
   num_images, num_views = images.shape[:2]
   if num_views < 1:
@@ -333,14 +374,17 @@ def contrastive_views(images: jax.Array, key: jax.Array,
   k_images, k_sigma = jax.random.split(key)
   image_keys = jax.random.split(k_images, num_images)
   x = to_unit(images)
-  if config.augment.blur_per == 'batch':
-    lo, hi = config.augment.blur_sigma
+  if aug.blur_per == 'batch':
+    lo, hi = aug.blur_sigma
+    if first_view:  # Small crops draw their own sigmas.
+      k_sigma = jax.random.fold_in(k_sigma, first_view)
     sigmas = jax.random.uniform(k_sigma, (num_views,), minval=lo, maxval=hi)
   views = []
-  for v in range(num_views):  # The view index is static: it picks the probabilities.
+  for i in range(num_views):
+    v = first_view + i  # Static: picks the probabilities.
     keys = jax.vmap(lambda k, v=v: jax.random.fold_in(k, v))(image_keys)
-    sigma = sigmas[v] if config.augment.blur_per == 'batch' else None
+    sigma = sigmas[i] if aug.blur_per == 'batch' else None
     views.append(jax.vmap(
-        lambda image, k, v=v, sigma=sigma: contrastive_view(image, k, config, v, sigma))(
-            x[:, v], keys))
+        lambda image, k, v=v, sigma=sigma: contrastive_view(image, k, aug, v, sigma))(
+            x[:, i], keys))
   return jnp.stack(views, axis=1)

@@ -30,6 +30,21 @@ from ssl_jax.data import preprocess
 SHIPPED = {'cifar10_5k': 'ssl_jax.data.cifar10_5k'}
 
 
+def config() -> ml_collections.ConfigDict:
+  """The ``dataset`` section."""
+  c = ml_collections.ConfigDict()
+  c.name = 'cifar10_5k'  # Any TFDS image dataset; cifar10_5k ships with ssl_jax.
+  c.data_dir = ''  # '' is the TFDS default; gs://... works too.
+  c.train_split = 'train'
+  c.test_split = 'test'
+  c.image_key = 'image'
+  c.label_key = 'label'
+  c.shuffle_buffer = 10_000
+  c.cache = False  # Cache encoded examples in memory (small datasets).
+  c.prefetch = 2  # Batches prefetched to the devices.
+  return c
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   """What the training loop needs to know of a dataset."""
@@ -38,25 +53,25 @@ class DatasetInfo:
   num_test_examples: int
 
 
-def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  """The TFDS builder of ``config.dataset.name``; prepares shipped datasets offline."""
-  name = config.dataset.name
+def get_builder(dataset: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of ``dataset.name``; prepares shipped datasets offline."""
+  name = dataset.name
   if name.split(':')[0] in SHIPPED:
     importlib.import_module(SHIPPED[name.split(':')[0]])
-  builder = tfds.builder(name, data_dir=config.dataset.data_dir or None)
+  builder = tfds.builder(name, data_dir=dataset.data_dir or None)
   if name.split(':')[0] in SHIPPED:
     builder.download_and_prepare()
   return builder
 
 
-def dataset_info(config: ml_collections.ConfigDict,
+def dataset_info(dataset: ml_collections.ConfigDict,
                  builder: tfds.core.DatasetBuilder) -> DatasetInfo:
   """Class count and split sizes from the builder's metadata."""
-  label = builder.info.features[config.dataset.label_key]
+  label = builder.info.features[dataset.label_key]
   return DatasetInfo(
       num_classes=label.num_classes,
-      num_train_examples=builder.info.splits[config.dataset.train_split].num_examples,
-      num_test_examples=builder.info.splits[config.dataset.test_split].num_examples)
+      num_train_examples=builder.info.splits[dataset.train_split].num_examples,
+      num_test_examples=builder.info.splits[dataset.test_split].num_examples)
 
 
 def process_split(split: str) -> str:
@@ -74,28 +89,28 @@ def per_process_batch(global_batch: int, mesh: jax.sharding.Mesh) -> int:
   return global_batch // jax.process_count()
 
 
-def _raw(builder, split: str, config: ml_collections.ConfigDict,
+def _raw(builder, split: str, dataset: ml_collections.ConfigDict,
          keep_ids: np.ndarray | None = None) -> tf.data.Dataset:
   """Undecoded examples of ``split``, in file order (deterministic); with ``keep_ids``
   only the examples whose ``tfds_id`` is among them (filtered before the cache)."""
   ds = builder.as_dataset(
       split=split, shuffle_files=False,
-      decoders={config.dataset.image_key: tfds.decode.SkipDecoding()},
+      decoders={dataset.image_key: tfds.decode.SkipDecoding()},
       read_config=tfds.ReadConfig(interleave_cycle_length=1,
                                   add_tfds_id=keep_ids is not None))
   if keep_ids is not None:
     table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
         tf.constant(keep_ids, tf.string), tf.ones(len(keep_ids), tf.int32)), default_value=0)
     ds = ds.filter(lambda example: table.lookup(example['tfds_id']) > 0)
-  return ds.cache() if config.dataset.cache else ds
+  return ds.cache() if dataset.cache else ds
 
 
-def split_ids_and_labels(config: ml_collections.ConfigDict, builder,
+def split_ids_and_labels(dataset: ml_collections.ConfigDict, builder,
                          split: str) -> tuple[np.ndarray, np.ndarray]:
   """(``tfds_id`` bytes [N], labels int64 [N]) of every example of ``split`` in file order:
   one pass that parses only the label (images are neither parsed nor decoded), so it
   streams through ImageNet-sized splits."""
-  label_key = config.dataset.label_key
+  label_key = dataset.label_key
   ds = builder.as_dataset(
       split=split, shuffle_files=False,
       decoders=tfds.decode.PartialDecoding({label_key: True}),
@@ -107,7 +122,7 @@ def split_ids_and_labels(config: ml_collections.ConfigDict, builder,
   return np.concatenate(ids), np.concatenate(labels)
 
 
-def labelled_subset_ids(config: ml_collections.ConfigDict, builder, labels_per_class: int,
+def labelled_subset_ids(dataset: ml_collections.ConfigDict, builder, labels_per_class: int,
                         label_fraction: float, seed: int,
                         split: str | None = None) -> np.ndarray:
   """``tfds_id`` (bytes, file order) of the labelled subset of ``split`` (default the train
@@ -125,7 +140,7 @@ def labelled_subset_ids(config: ml_collections.ConfigDict, builder, labels_per_c
     raise ValueError('Set either labels_per_class > 0 or label_fraction < 1, not both.')
   if not 0.0 < label_fraction <= 1.0:
     raise ValueError(f'label_fraction={label_fraction} must lie in (0, 1].')
-  ids, labels = split_ids_and_labels(config, builder, split or config.dataset.train_split)
+  ids, labels = split_ids_and_labels(dataset, builder, split or dataset.train_split)
   order = np.random.default_rng(seed).permutation(len(ids))
   kept = []
   for label in np.unique(labels):
@@ -140,45 +155,46 @@ def _to_global(batch: dict, sharding: jax.sharding.NamedSharding) -> dict:
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
-def train_batches(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh,
-                  task_preprocess: Callable, start_step: int = 0,
-                  batch_size: int | None = None,
+def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh,
+                  preprocess_fn: Callable[[dict, tf.Tensor], dict], *, batch_size: int,
+                  seed: int, start_step: int = 0,
                   keep_ids: np.ndarray | None = None) -> Iterator[dict]:
-  """Endless global training batches from ``start_step`` on, sharded over ``mesh``.
+  """Endless global training batches of ``batch_size`` (global) from ``start_step`` on,
+  sharded over ``mesh``, the order drawn from ``seed``.
 
-  ``task_preprocess(features, seed, config)`` is the task's host-side preprocessing;
-  ``batch_size`` (global) defaults to ``config.batch_size``. ``keep_ids`` (``tfds_id``s,
+  ``preprocess_fn(features, example_seed)`` is the host-side preprocessing (a task's, or
+  an evaluator's crops). ``keep_ids`` (``tfds_id``s,
   e.g. from :func:`labelled_subset_ids`) restricts the split to those examples; an epoch
   is then one pass over the kept examples of this process's slice.
   """
-  split = process_split(config.dataset.train_split)
-  local_batch = per_process_batch(batch_size or config.batch_size, mesh)
+  split = process_split(dataset.train_split)
+  local_batch = per_process_batch(batch_size, mesh)
   num_local = builder.info.splits[split].num_examples
   if keep_ids is not None:
     # The epoch length (and the resume position) needs the number kept on this process.
     kept = set(np.asarray(keep_ids, object).tolist())
-    num_local = sum(i in kept for i in split_ids_and_labels(config, builder, split)[0])
+    num_local = sum(i in kept for i in split_ids_and_labels(dataset, builder, split)[0])
   if num_local < local_batch:
     raise ValueError(f'Split {split!r} holds {num_local} examples on this process, fewer '
                      f'than one batch of {local_batch}.')
-  raw = _raw(builder, split, config, keep_ids)
-  seed = config.seed * 1_000_003 + jax.process_index()
+  raw = _raw(builder, split, dataset, keep_ids)
+  seed = seed * 1_000_003 + jax.process_index()
 
   def epoch(index: tf.Tensor) -> tf.data.Dataset:
-    return raw.shuffle(min(config.dataset.shuffle_buffer, num_local), seed=seed + index * 7919,
+    return raw.shuffle(min(dataset.shuffle_buffer, num_local), seed=seed + index * 7919,
                        reshuffle_each_iteration=False)
 
   first_example = start_step * local_batch
   ds = tf.data.Dataset.range(first_example // num_local, 2**40).flat_map(epoch)
   ds = ds.skip(first_example % num_local).enumerate(start=first_example)
-  image_key, label_key = config.dataset.image_key, config.dataset.label_key
+  image_key, label_key = dataset.image_key, dataset.label_key
 
   def prepare(position: tf.Tensor, example: dict) -> dict:
     features = {'image': preprocess.decode(example[image_key])}
     if label_key in example:
       features['label'] = tf.cast(example[label_key], tf.int32)
     example_seed = tf.stack([tf.cast(seed, tf.int64), position])
-    return task_preprocess(features, example_seed, config)
+    return preprocess_fn(features, example_seed)
 
   ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -187,26 +203,28 @@ def train_batches(config: ml_collections.ConfigDict, builder, mesh: jax.sharding
     yield _to_global(batch, sharding)
 
 
-def eval_batches(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh,
-                 split: str) -> tuple[Iterator[dict], int]:
-  """Global batches of every example of ``split`` once: central crop, uint8 ``image``,
-  ``label`` and ``mask`` (0 on padding). Returns (iterator, number of batches); every
-  process yields the same number of batches."""
-  local_batch = per_process_batch(config.eval_batch_size, mesh)
+def eval_batches(dataset: ml_collections.ConfigDict, inp: ml_collections.ConfigDict,
+                 builder, mesh: jax.sharding.Mesh, split: str,
+                 batch_size: int) -> tuple[Iterator[dict], int]:
+  """Global batches of ``batch_size`` holding every example of ``split`` once: the
+  central crop of the ``input`` section ``inp``, uint8 ``image``, ``label`` and ``mask``
+  (0 on padding). Returns (iterator, number of batches); every process yields the same
+  number of batches."""
+  local_batch = per_process_batch(batch_size, mesh)
   all_splits = tfds.even_splits(split, n=jax.process_count(), drop_remainder=False)
   largest = max(builder.info.splits[s].num_examples for s in all_splits)
   num_batches = max(1, math.ceil(largest / local_batch))
   local_split = all_splits[jax.process_index()]
   num_local = builder.info.splits[local_split].num_examples
-  image_key, label_key = config.dataset.image_key, config.dataset.label_key
+  image_key, label_key = dataset.image_key, dataset.label_key
 
   def prepare(example: dict) -> dict:
-    image = preprocess.eval_image(preprocess.decode(example[image_key]), config)
+    image = preprocess.eval_image(preprocess.decode(example[image_key]), inp)
     return {'image': image, 'label': tf.cast(example[label_key], tf.int32),
             'mask': tf.constant(1, tf.int32)}
 
-  ds = _raw(builder, local_split, config).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-  size = config.input.image_size
+  ds = _raw(builder, local_split, dataset).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+  size = inp.image_size
   padding = {'image': tf.zeros((size, size, 3), tf.uint8),
              'label': tf.constant(0, tf.int32), 'mask': tf.constant(0, tf.int32)}
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(
@@ -216,7 +234,7 @@ def eval_batches(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.
   return (_to_global(b, sharding) for b in ds.as_numpy_iterator()), num_batches
 
 
-def eval_array_images(images: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
+def eval_array_images(images: np.ndarray, inp: ml_collections.ConfigDict) -> np.ndarray:
   """The evaluation preprocessing of :func:`eval_batches`, on uint8 arrays [N, H, W, 3]."""
-  return tf.map_fn(lambda im: preprocess.eval_image(im, config), tf.convert_to_tensor(images),
+  return tf.map_fn(lambda im: preprocess.eval_image(im, inp), tf.convert_to_tensor(images),
                    fn_output_signature=tf.uint8).numpy()

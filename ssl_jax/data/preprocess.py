@@ -1,10 +1,45 @@
 """Host-side (tf.data) decoding and crops. Random ops are stateless and seeded per
-example, so the input stream is a function of (seed, step) and resumes exactly."""
+example, so the input stream is a function of (seed, step) and resumes exactly. The
+``input`` section configures them."""
 
 from __future__ import annotations
 
 import ml_collections
 import tensorflow as tf
+
+
+def config() -> ml_collections.ConfigDict:
+  """The ``input`` section: host crops for training and evaluation."""
+  c = ml_collections.ConfigDict()
+  c.image_size = 224
+  c.crop = 'inception'  # 'inception' (distorted bounding box) or 'resize'.
+  c.crop_area = (0.05, 1.0)  # Revisiting §2.1: slim Inception crop, fast mode.
+  c.crop_aspect = (0.75, 1.333)
+  c.flip = True
+  # Multi-crop (SwAV, Caron et al. 2020): besides the two crops of image_size, this many
+  # small crops of local_size px and area local_crop_area (SwAV: 6 x 96 px, 0.05-0.14,
+  # with the large crops at 0.14-1), for the two-view methods that take them.
+  c.local_crops = 0
+  c.local_size = 96
+  c.local_crop_area = (0.05, 0.14)
+  c.eval_crop_fraction = 0.875  # Central crop for evaluation.
+  # Patch tasks' evaluation representation (Revisiting §2.3): > 0 averages every end point
+  # over the eval_patch_grid^2 contiguous patches of a central crop (3: 9 patches of 64
+  # px from a 192-px crop of the image resized to 224 on its shorter side).
+  c.eval_patch_grid = 0
+  # Evaluation input: [-1, 1] (Rotation; the released linear-eval code for every task) or
+  # per-image (per-patch) standardisation, as the Exemplar and patch pretext inputs.
+  c.eval_standardize = False
+  return c
+
+
+def validate(inp: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field and the fix."""
+  if inp.crop not in ('inception', 'resize'):
+    raise ValueError(f"input.crop={inp.crop!r}: use 'inception' or 'resize'.")
+  if inp.local_crops < 0 or inp.local_size < 1:
+    raise ValueError('input.local_crops must be >= 0 (0: no multi-crop) and '
+                     'input.local_size positive.')
 
 
 def decode(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -17,38 +52,42 @@ def _resize(image: tf.Tensor, size: int) -> tf.Tensor:
   return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-def train_crop(image: tf.Tensor, seed: tf.Tensor,
-               config: ml_collections.ConfigDict) -> tf.Tensor:
-  """Random crop and flip to ``input.image_size``, uint8.
+def train_crop(image: tf.Tensor, seed: tf.Tensor, inp: ml_collections.ConfigDict,
+               size: int | None = None, area: tuple[float, float] | None = None
+               ) -> tf.Tensor:
+  """Random crop and flip of the ``input`` section ``inp`` to ``size`` (default
+  ``inp.image_size``), uint8.
 
   'inception': slim's distorted bounding box (min object covered 0.1, 100 attempts,
-  the area and aspect ranges of the config; Revisiting §2.1), bilinear resize.
-  'resize': the whole image resized. Either is flipped with probability 1/2.
+  the aspect range of the section and ``area``, default ``inp.crop_area``; Revisiting
+  §2.1), bilinear resize. 'resize': the whole image resized. Either is flipped with
+  probability 1/2.
   """
   seed_crop, seed_flip = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-  if config.input.crop == 'inception':
+  if inp.crop == 'inception':
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
         seed=seed_crop, min_object_covered=0.1,
-        aspect_ratio_range=tuple(config.input.crop_aspect),
-        area_range=tuple(config.input.crop_area), max_attempts=100,
+        aspect_ratio_range=tuple(inp.crop_aspect),
+        area_range=tuple(area or inp.crop_area), max_attempts=100,
         use_image_if_no_bounding_boxes=True)
     image = tf.slice(image, begin, size)
-  image = _resize(image, config.input.image_size)
-  if config.input.flip:
+  image = _resize(image, size or inp.image_size)
+  if inp.flip:
     image = tf.image.stateless_random_flip_left_right(image, seed_flip)
   return image
 
 
-def eval_image(image: tf.Tensor, config: ml_collections.ConfigDict) -> tf.Tensor:
-  """Central crop of ``input.eval_crop_fraction`` of the shorter side, resized, uint8."""
+def eval_image(image: tf.Tensor, inp: ml_collections.ConfigDict) -> tf.Tensor:
+  """Central crop of ``inp.eval_crop_fraction`` of the shorter side, resized to
+  ``inp.image_size``, uint8."""
   shape = tf.shape(image)
   height, width = shape[0], shape[1]
   side = tf.cast(tf.cast(tf.minimum(height, width), tf.float32)
-                 * config.input.eval_crop_fraction, tf.int32)
+                 * inp.eval_crop_fraction, tf.int32)
   top, left = (height - side) // 2, (width - side) // 2
   image = tf.slice(image, [top, left, 0], [side, side, 3])
-  return _resize(image, config.input.image_size)
+  return _resize(image, inp.image_size)
 
 
 def resize_small_random_crop(image: tf.Tensor, seed: tf.Tensor, resize: int,

@@ -4,18 +4,22 @@ images; SimCLR §6: 1% and 10% of the labels).
 
 The head is a dense layer on ``pre_logits``, zero-initialised as in SimCLR's fine-tuning
 code, so the first steps do not disturb the encoder with a random head's gradient. SGD
-with momentum (Nesterov per ``finetune.nesterov``), lr = ``finetune.base_lr`` x batch / 256,
-optional linear warm-up, cosine decay to 0, weight decay on kernels. BatchNorm runs in
+with Nesterov momentum, lr = 0.05 x batch / 256, cosine decay to 0 (SimCLR B.5): the
+instance's own ``optimizer`` section (ssl_jax/optim.py) holds these, so any schedule or
+LARS can be set. BatchNorm runs in
 train mode with its statistics over the global batch (one group under jit) and its
 running averages updated. Training inputs are the random crop and flip of the config's
 pretraining input (``preprocess.train_crop``: the Inception crop with ``input.crop_area``,
 or the whole image with ``input.crop='resize'``), as SimCLR fine-tunes with random crops
 and flips and no colour augmentation; the test split is scored on the central crop.
-Reports ``finetune/top1``, ``finetune/top5`` and ``finetune/num_labelled``.
+Trains through the one loop (ssl_jax/loop.py): checkpoints in ``WORKDIR/evals/<name>``,
+resume, SIGTERM. Reports ``top1``, ``top5`` and ``num_labelled`` (prefixed by the
+instance's name: ``finetune_10/top1``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from absl import logging
@@ -27,9 +31,11 @@ import numpy as np
 import optax
 
 from ssl_jax import encoder as encoder_lib
+from ssl_jax import loop
 from ssl_jax import optim
 from ssl_jax import step as step_lib
 from ssl_jax.data import augment
+from ssl_jax.evaluate import context as context_lib
 from ssl_jax.evaluate import linear
 
 
@@ -46,146 +52,157 @@ class Classifier(nn.Module):
                     bias_init=nn.initializers.zeros, name='head')(features)
 
 
-def model_input(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Array:
-  """uint8 images -> the network input of pretraining (encoder.model_input); used for
-  training and test alike."""
-  return encoder_lib.model_input(config, augment.to_unit(images))
+def config() -> ml_collections.ConfigDict:
+  """An evaluator instance of type 'finetune': SimCLR's semi-supervised recipe (B.5)."""
+  c = ml_collections.ConfigDict()
+  c.every = 0  # > 0: also every N pretraining steps.
+  c.labels_per_class = -1  # > 0: this many labelled images per class.
+  c.label_fraction = 1.0  # < 1: this fraction of the train split (per class).
+  c.batch_size = 256
+  c.total_epochs = 30.0
+  c.total_steps = -1  # >= 0 overrides total_epochs.
+  c.log_every = 100
+  c.checkpoint_every = 1000
+  c.optimizer = optim.config()
+  c.optimizer.base_lr = 0.05  # x batch / 256 (SimCLR B.5 semi-supervised: 0.05).
+  c.optimizer.nesterov = True
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.schedule = 'cosine'
+  c.optimizer.warmup_epochs = 0.0
+  c.optimizer.decay_epochs = ()
+  return c
 
 
-def optimizer_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """``config`` with the optimiser fields of fine-tuning, for ssl_jax.optim."""
-  ft = ml_collections.ConfigDict(config.to_dict())
-  ft.batch_size = config.finetune.batch_size
-  ft.total_epochs = config.finetune.total_epochs
-  ft.total_steps = config.finetune.total_steps
-  ft.optimizer.name = 'sgd'
-  ft.optimizer.base_lr = config.finetune.base_lr
-  ft.optimizer.lr_scaling = 'linear'
-  ft.optimizer.momentum = config.finetune.momentum
-  ft.optimizer.nesterov = config.finetune.nesterov
-  ft.optimizer.weight_decay = config.finetune.weight_decay
-  ft.optimizer.weight_decay_on = 'kernels'
-  ft.optimizer.fc_weight_decay = -1.0
-  ft.optimizer.schedule = 'cosine'
-  ft.optimizer.warmup_steps = -1
-  ft.optimizer.warmup_epochs = config.finetune.warmup_epochs
-  ft.optimizer.decay_steps = ()
-  ft.optimizer.decay_epochs = ()
-  return ft
+def validate(section: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field and the fix."""
+  optim.validate(section.optimizer)
+  if section.labels_per_class > 0 and section.label_fraction < 1.0:
+    raise ValueError('finetune: set either labels_per_class > 0 or label_fraction < 1, '
+                     'not both.')
 
 
-def labelled_ids(config: ml_collections.ConfigDict, builder) -> np.ndarray | None:
-  """The ``tfds_id``s of the labelled subset of ``config.finetune`` (seeded by
-  ``config.seed``), or None to use the whole train split."""
+def labelled_ids(section: ml_collections.ConfigDict, data: context_lib.DataSpec
+                 ) -> np.ndarray | None:
+  """The ``tfds_id``s of the labelled subset of the instance (seeded by the run's seed),
+  or None to use the whole train split."""
   from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
-  ft = config.finetune
-  if ft.labels_per_class <= 0 and ft.label_fraction == 1.0:
+  if section.labels_per_class <= 0 and section.label_fraction == 1.0:
     return None
-  return input_pipeline.labelled_subset_ids(config, builder, ft.labels_per_class,
-                                            ft.label_fraction, config.seed)
+  return input_pipeline.labelled_subset_ids(data.dataset, data.builder,
+                                            section.labels_per_class,
+                                            section.label_fraction, data.seed)
 
 
-def _train_crop(features: dict, seed, config: ml_collections.ConfigDict) -> dict:
-  from ssl_jax.data import preprocess  # TensorFlow only where the host pipeline runs.
-  return {'image': preprocess.train_crop(features['image'], seed, config),
-          'label': features['label']}
+def make_train_step(model: Classifier, tx: optax.GradientTransformation,
+                    data: context_lib.DataSpec) -> Callable:
+  """Jitted ``(state, batch) -> (state, {'loss'})``: mean cross-entropy over the global
+  batch, BN in train mode."""
+  base_key = jax.random.key(data.seed + 3)
+  inp, normalize = data.input, data.normalize
 
-
-def make_train_step(config: ml_collections.ConfigDict, model: Classifier,
-                    tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> Callable:
-  """Jitted ``(params, batch_stats, opt_state, batch, step) -> (params, batch_stats,
-  opt_state, loss)``: mean cross-entropy over the global batch, BN in train mode."""
-  base_key = jax.random.key(config.seed + 3)
-
-  def train_step(params, batch_stats, opt_state, batch, step):
-    inputs = jax.lax.with_sharding_constraint(model_input(config, batch['image']),
-                                              step_lib.batch_sharding(mesh))
+  def train_step(state: step_lib.TrainState, batch: dict):
+    inputs = jax.lax.with_sharding_constraint(
+        encoder_lib.model_input(inp, normalize, augment.to_unit(batch['image'])),
+        step_lib.batch_sharding(data.mesh))
 
     def loss_fn(params):
       logits, mutated = model.apply(
-          {'params': params, 'batch_stats': batch_stats}, inputs, train=True,
-          mutable=['batch_stats'], rngs={'dropout': jax.random.fold_in(base_key, step)})
+          {'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
+          mutable=['batch_stats'], rngs={'dropout': jax.random.fold_in(base_key, state.step)})
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
       return loss, mutated['batch_stats']
 
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                         batch_stats=batch_stats, opt_state=opt_state), {'loss': loss}
 
-  return jax.jit(train_step, donate_argnums=(0, 1, 2),
-                 out_shardings=step_lib.replicated(mesh))
+  return jax.jit(train_step, donate_argnums=0,
+                 out_shardings=step_lib.replicated(data.mesh))
 
 
-def evaluate(config: ml_collections.ConfigDict, model: Classifier, variables: dict,
-             builder, mesh: jax.sharding.Mesh) -> dict[str, float]:
+def evaluate(model: Classifier, variables: dict, data: context_lib.DataSpec
+             ) -> dict[str, float]:
   """{'top1', 'top5'} of ``model`` on the central crops of the test split."""
   from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
 
   @jax.jit
   def eval_step(variables, batch):
-    logits = model.apply(variables, model_input(config, batch['image']), train=False)
+    inputs = encoder_lib.model_input(data.input, data.normalize,
+                                     augment.to_unit(batch['image']))
+    logits = model.apply(variables, inputs, train=False)
     mask = batch['mask'].astype(jnp.float32)
     return (linear.topk_correct(logits, batch['label'], mask, 1),
             linear.topk_correct(logits, batch['label'], mask, min(5, logits.shape[-1])),
             jnp.sum(mask))
 
   totals = np.zeros(3)
-  batches, _ = input_pipeline.eval_batches(config, builder, mesh, config.dataset.test_split)
+  batches, _ = input_pipeline.eval_batches(data.dataset, data.input, data.builder, data.mesh,
+                                           data.dataset.test_split, data.eval_batch_size)
   for batch in batches:
     totals += np.asarray(jax.device_get(eval_step(variables, batch)), np.float64)
   return {'top1': float(totals[0] / totals[2]), 'top5': float(totals[1] / totals[2])}
 
 
-def fine_tune(config: ml_collections.ConfigDict, workdir: str, devices=None
-              ) -> tuple[dict, dict[str, float]]:
-  """Fine-tunes the encoder of ``workdir`` with a new head; returns (the fine-tuned
-  variables {'params', 'batch_stats'} of encoder and head, results)."""
+def fine_tune(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
+              data: context_lib.DataSpec, workdir: str) -> tuple[dict, dict] | None:
+  """Fine-tunes ``encoder`` with a new head (checkpoints in ``workdir``); returns (the
+  fine-tuned variables {'params', 'batch_stats'} of encoder and head, results), or None
+  if SIGTERM stopped it."""
   from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
-  if config.input.eval_patch_grid > 0:
+  from ssl_jax.data import preprocess
+  if data.input.eval_patch_grid > 0:
     raise ValueError(
         f'Fine-tuning takes whole images, but input.eval_patch_grid='
-        f'{config.input.eval_patch_grid} represents an image by its patches (patch tasks); '
+        f'{data.input.eval_patch_grid} represents an image by its patches (patch tasks); '
         'set --config.input.eval_patch_grid=0 to fine-tune on whole images.')
-  mesh = step_lib.make_mesh(devices)
-  _, encoder, restored, _ = encoder_lib.restore_encoder(workdir)
-  builder = input_pipeline.get_builder(config)
-  info = input_pipeline.dataset_info(config, builder)
-  keep_ids = labelled_ids(config, builder)
-  num_labelled = info.num_train_examples if keep_ids is None else len(keep_ids)
-  ft_config = optimizer_config(config)
-  tx, schedule = optim.make(ft_config, num_labelled)
-  total = optim.total_steps(ft_config, num_labelled)
-  model = Classifier(encoder, info.num_classes)
+  keep_ids = labelled_ids(section, data)
+  num_labelled = data.num_train_examples if keep_ids is None else len(keep_ids)
+  per_epoch = optim.steps_per_epoch(section.batch_size, num_labelled)
+  total = optim.total_steps(section.total_steps, section.total_epochs, per_epoch)
+  tx, _ = optim.make(section.optimizer, batch_size=section.batch_size, total_steps=total,
+                     steps_per_epoch=per_epoch)
+  model = Classifier(encoder.module, data.num_classes)
+  replicated = step_lib.replicated(data.mesh)
+  size = data.input.image_size
 
-  replicated = step_lib.replicated(mesh)
-  restored = jax.device_put(restored, replicated)
-  size = config.input.image_size
-  head = jax.jit(lambda: model.init(jax.random.key(config.seed), jnp.zeros((1, size, size, 3)),
-                                    train=False)['params']['head'], out_shardings=replicated)()
-  params = {'encoder': restored['params'], 'head': head}
-  batch_stats = {'encoder': restored['batch_stats']}
-  opt_state = jax.jit(tx.init, out_shardings=replicated)(params)
-  train_step = make_train_step(config, model, tx, mesh)
-  batches = input_pipeline.train_batches(config, builder, mesh, _train_crop,
-                                         batch_size=config.finetune.batch_size,
-                                         keep_ids=keep_ids)
+  def init():
+    head = model.init(jax.random.key(data.seed), jnp.zeros((1, size, size, 3)),
+                      train=False)['params']['head']
+    params = {'encoder': encoder.variables['params'], 'head': head}
+    return step_lib.TrainState(
+        step=jnp.zeros((), jnp.int32), params=params,
+        batch_stats={'encoder': encoder.variables['batch_stats']},
+        opt_state=tx.init(params), task_state=None)
+
+  state = jax.jit(init, out_shardings=replicated)()
+
+  def batches_from(start: int):
+    crop = lambda features, seed: {  # noqa: E731
+        'image': preprocess.train_crop(features['image'], seed, data.input),
+        'label': features['label']}
+    return input_pipeline.train_batches(data.dataset, data.builder, data.mesh, crop,
+                                        batch_size=section.batch_size, seed=data.seed,
+                                        start_step=start, keep_ids=keep_ids)
+
   logging.info('Fine-tuning on %d labelled images: %d steps of batch %d, peak lr %.4g.',
-               num_labelled, total, config.finetune.batch_size, optim.peak_lr(ft_config))
-  for step in range(total):
-    params, batch_stats, opt_state, loss = train_step(params, batch_stats, opt_state,
-                                                      next(batches), step)
-    if (step + 1) % config.finetune.log_every == 0 or step + 1 == total:
-      logging.info('finetune step %d/%d | loss %.4f | lr %.4g', step + 1, total, float(loss),
-                   float(schedule(step)))
-  variables = {'params': params, 'batch_stats': batch_stats}
-  scores = evaluate(config, model, variables, builder, mesh)
-  results = {'finetune/top1': scores['top1'], 'finetune/top5': scores['top5'],
-             'finetune/num_labelled': float(num_labelled)}
-  logging.info('finetune on %d labels: top-1 %.4f, top-5 %.4f', num_labelled,
-               scores['top1'], scores['top5'])
-  return variables, results
+               num_labelled, total, section.batch_size,
+               optim.peak_lr(section.optimizer, section.batch_size))
+  state, finished = loop.run(
+      state, make_train_step(model, tx, data), batches_from, total_steps=total,
+      workdir=workdir, name=f'finetune {os.path.basename(workdir)}',
+      log_every=section.log_every, checkpoint_every=section.checkpoint_every,
+      keep_checkpoints=1)
+  if not finished:
+    return None
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  scores = evaluate(model, variables, data)
+  return variables, {'top1': scores['top1'], 'top5': scores['top5'],
+                     'num_labelled': float(num_labelled)}
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[str, float]:
-  """Fine-tunes the encoder of ``workdir``; top-1 and top-5 on the test split."""
-  return fine_tune(config, workdir, devices)[1]
+def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
+        data: context_lib.DataSpec, workdir: str) -> dict[str, float] | None:
+  """Fine-tunes the encoder; top-1 and top-5 on the test split."""
+  result = fine_tune(section, encoder, data, workdir)
+  return None if result is None else result[1]

@@ -1,24 +1,21 @@
 """Weighted k-nearest-neighbour classification of frozen features (Wu et al. 2018,
 "Unsupervised Feature Learning via Non-Parametric Instance Discrimination", §3.4), the
-monitor of InstDisc and MoCo and an evaluator here ('knn' in ``config.evals``).
+monitor of InstDisc and MoCo and an evaluator here (an instance of type 'knn' in
+``config.evals``; with ``every`` > 0 it also runs on the live encoder during pretraining).
 
 Features are L2-normalised; each test example takes the k training examples of highest
 cosine similarity s_i, each votes for its class with weight exp(s_i / T), and the class
 with the largest summed vote is the prediction. The training split is the memory bank,
 the test split is scored (top-1, and top-5 with at least 5 classes).
 
-    results = knn.run(config, workdir)               # {'knn/pre_logits/top1': ...}
-    monitor = knn.make_monitor(config, model.encoder, builder, mesh)
-    monitor(state)                                   # the same, from a live TrainState
+    scores = knn.evaluate_features(train_x, train_y, test_x, test_y, num_classes,
+                                   k=200, temperature=0.1)   # {'top1': ..., 'top5': ...}
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable
 
-from absl import logging
-import flax.linen as nn
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
@@ -26,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import step as step_lib
+from ssl_jax.evaluate import context as context_lib
 from ssl_jax.evaluate import features as features_lib
 from ssl_jax.tasks import contrastive
 
@@ -103,51 +101,34 @@ def evaluate_features(train_features: np.ndarray, train_labels: np.ndarray,
   return results
 
 
-def _score(config: ml_collections.ConfigDict, extracted: features_lib.Extracted,
-           num_classes: int, mesh: jax.sharding.Mesh) -> dict[str, float]:
-  """``knn/<layer>/<metric>`` of extracted train (memory bank) and test features."""
-  layer = config.knn.layer
-  (train_feats, train_y), (test_feats, test_y) = (extracted[config.dataset.train_split],
-                                                  extracted[config.dataset.test_split])
-  scores = evaluate_features(train_feats[layer], train_y, test_feats[layer], test_y,
-                             num_classes, config.knn.k, config.knn.temperature, mesh)
-  return {f'knn/{layer}/{metric}': value for metric, value in scores.items()}
+def config() -> ml_collections.ConfigDict:
+  """An evaluator instance of type 'knn' (Wu et al. 2018's protocol)."""
+  c = ml_collections.ConfigDict()
+  c.every = 0  # > 0: also every N pretraining steps, on the live encoder (the monitor).
+  c.k = 200
+  c.temperature = 0.1
+  c.layer = 'pre_logits'
+  c.max_features = 9000  # A larger end point is max-pooled to at most this (§4.2).
+  return c
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[str, float]:
-  """kNN accuracy of the encoder in ``workdir`` on ``config.knn.layer``: features of the
-  train split as memory bank, the test split scored."""
-  from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
-  mesh = step_lib.make_mesh(devices)
-  splits = (config.dataset.train_split, config.dataset.test_split)
-  extracted = features_lib.extract(config, workdir, splits, (config.knn.layer,), devices)
-  info = input_pipeline.dataset_info(config, input_pipeline.get_builder(config))
-  results = _score(config, extracted, info.num_classes, mesh)
-  logging.info('kNN %s (k=%d, T=%g): %s', config.knn.layer, config.knn.k,
-               config.knn.temperature, format_results(results))
-  return results
+def validate(section: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field and the fix."""
+  if section.k <= 0 or section.temperature <= 0:
+    raise ValueError(f'knn: k={section.k} and temperature={section.temperature} must be '
+                     'positive.')
 
 
-def make_monitor(config: ml_collections.ConfigDict, encoder: nn.Module, builder,
-                 mesh: jax.sharding.Mesh) -> Callable[[step_lib.TrainState], dict[str, float]]:
-  """``state -> {'knn/<layer>/top1', ...}`` of the encoder in a live TrainState (its
-  ``params['encoder']`` and ``batch_stats['encoder']``, the submodule ``encoder`` of
-  step.Model), for the pretraining loop. The feature function is compiled once here."""
-  from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
-  features_fn = features_lib.features_function(config, encoder, (config.knn.layer,))
-  num_classes = input_pipeline.dataset_info(config, builder).num_classes
-  splits = (config.dataset.train_split, config.dataset.test_split)
-
-  def monitor(state: step_lib.TrainState) -> dict[str, float]:
-    variables = {'params': state.params['encoder'],
-                 'batch_stats': state.batch_stats.get('encoder', {})}
-    extracted = features_lib.extract_variables(config, features_fn, variables, splits,
-                                               mesh, builder)
-    return _score(config, extracted, num_classes, mesh)
-
-  return monitor
-
-
-def format_results(results: dict[str, float]) -> str:
-  """'key value, ...' for a log line."""
-  return ', '.join(f'{key} {value:.4f}' for key, value in sorted(results.items()))
+def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
+        data: context_lib.DataSpec, workdir: str) -> dict[str, float]:
+  """kNN accuracy on ``section.layer``: features of the train split as memory bank, the
+  test split scored; ``{layer}/top1`` (and ``top5``)."""
+  del workdir  # Nothing to checkpoint: the features are extracted in one pass.
+  splits = (data.dataset.train_split, data.dataset.test_split)
+  extracted = features_lib.extract(encoder, data, splits, (section.layer,),
+                                   section.max_features)
+  (train_feats, train_y), (test_feats, test_y) = (extracted[splits[0]], extracted[splits[1]])
+  scores = evaluate_features(train_feats[section.layer], train_y, test_feats[section.layer],
+                             test_y, data.num_classes, section.k, section.temperature,
+                             data.mesh)
+  return {f'{section.layer}/{metric}': value for metric, value in scores.items()}

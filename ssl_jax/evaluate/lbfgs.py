@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from ssl_jax.evaluate import context as context_lib
 from ssl_jax.evaluate import features as features_lib
 
 
@@ -104,38 +105,64 @@ def select_l2(features: np.ndarray, labels: np.ndarray, grid: Sequence[float],
   return best, scores
 
 
+def config() -> ml_collections.ConfigDict:
+  """An evaluator instance of type 'lbfgs': logistic regression on frozen features
+  (Revisiting Table 1)."""
+  c = ml_collections.ConfigDict()
+  c.every = 0  # > 0: also every N pretraining steps.
+  c.layers = ('pre_logits',)  # End points to evaluate.
+  c.max_features = 9000  # Larger end points are max-pooled to at most this (§4.2).
+  c.l2_grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+  c.holdout_fraction = 0.2  # Part of the train split that picks l2.
+  c.num_train_examples = -1  # -1: the whole train split.
+  c.standardize = True  # Zero mean, unit variance features (train statistics).
+  c.max_iter = 1000
+  c.tol = 1e-5  # On the largest absolute gradient entry.
+  return c
+
+
+def validate(section: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field and the fix."""
+  if not 0.0 < section.holdout_fraction < 1.0:
+    raise ValueError('lbfgs.holdout_fraction must lie strictly between 0 and 1.')
+
+
 def evaluate_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                      test_y: np.ndarray, config: ml_collections.ConfigDict,
-                      num_classes: int) -> dict[str, float]:
-  """Chooses l2 on held-out training data, refits on all of it, scores the test set."""
-  if config.lbfgs.standardize:
+                      test_y: np.ndarray, section: ml_collections.ConfigDict,
+                      num_classes: int, seed: int = 0) -> dict[str, float]:
+  """Chooses l2 on held-out training data (split by ``seed``), refits on all of it,
+  scores the test set."""
+  if section.standardize:
     train_x, test_x = standardize(train_x, test_x)
-  kwargs = dict(num_classes=num_classes, max_iter=config.lbfgs.max_iter, tol=config.lbfgs.tol)
-  l2, scores = select_l2(train_x, train_y, config.lbfgs.l2_grid,
-                         config.lbfgs.holdout_fraction, seed=config.seed, **kwargs)
+  kwargs = dict(num_classes=num_classes, max_iter=section.max_iter, tol=section.tol)
+  l2, scores = select_l2(train_x, train_y, section.l2_grid, section.holdout_fraction,
+                         seed=seed, **kwargs)
   w, b = fit(train_x, train_y, l2, **kwargs)
   return {'top1': accuracy(w, b, test_x, test_y), 'train_top1': accuracy(w, b, train_x, train_y),
           'l2': l2, 'holdout_top1': scores[l2]}
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[str, float]:
-  """Evaluates the encoder in ``workdir`` on ``config.lbfgs.layers``: features of the
-  train split (``num_train_examples`` of them, -1 for all) and the test split."""
-  layers = tuple(config.lbfgs.layers)
-  train_split, test_split = config.dataset.train_split, config.dataset.test_split
-  extracted = features_lib.extract(config, workdir, (train_split, test_split), layers, devices)
+def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
+        data: context_lib.DataSpec, workdir: str) -> dict[str, float]:
+  """Evaluates ``section.layers``: features of the train split (``num_train_examples``
+  of them, -1 for all) and the test split; ``{layer}/top1`` and the chosen l2."""
+  del workdir  # Nothing to checkpoint: the features are extracted in one pass.
+  layers = tuple(section.layers)
+  train_split, test_split = data.dataset.train_split, data.dataset.test_split
+  extracted = features_lib.extract(encoder, data, (train_split, test_split), layers,
+                                   section.max_features)
   (train_feats, train_y), (test_feats, test_y) = extracted[train_split], extracted[test_split]
-  if config.lbfgs.num_train_examples > 0:
-    keep = np.random.default_rng(config.seed).permutation(len(train_y))[
-        :config.lbfgs.num_train_examples]
+  if section.num_train_examples > 0:
+    keep = np.random.default_rng(data.seed).permutation(len(train_y))[
+        :section.num_train_examples]
     train_feats = {k: v[keep] for k, v in train_feats.items()}
     train_y = train_y[keep]
   num_classes = int(max(train_y.max(), test_y.max())) + 1
   results = {}
   for layer in layers:
     scores = evaluate_features(train_feats[layer], train_y, test_feats[layer], test_y,
-                               config, num_classes)
+                               section, num_classes, data.seed)
     logging.info('L-BFGS %s: top-1 %.4f (l2 %g, %d features)', layer, scores['top1'],
                  scores['l2'], train_feats[layer].shape[1])
-    results.update({f'lbfgs/{layer}/{k}': v for k, v in scores.items()})
+    results.update({f'{layer}/{k}': v for k, v in scores.items()})
   return results

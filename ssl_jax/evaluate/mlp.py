@@ -1,6 +1,6 @@
 """MLP probe (Revisiting §3.3): the SGD linear-evaluation protocol of
-ssl_jax/evaluate/linear.py with one hidden layer of ``config.mlp.hidden`` ReLU units,
-the paper's check that a non-linear probe does not change the ranking."""
+ssl_jax/evaluate/linear.py with one hidden layer of 1000 ReLU units, the paper's check that
+a non-linear probe does not change the ranking."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import ml_collections
 
 from ssl_jax.evaluate import linear
 
+run = linear.run
+validate = linear.validate
 
-def run(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict[str, float]:
-  """MLP probes on every layer of ``config.linear.layers``."""
-  return linear.train_probe(config, workdir, hidden=config.mlp.hidden,
-                            dropout=config.mlp.dropout, prefix='mlp', devices=devices)
+
+def config() -> ml_collections.ConfigDict:
+  """An evaluator instance of type 'mlp': the linear protocol with a hidden layer."""
+  c = linear.config()
+  c.hidden = 1000
+  c.dropout = 0.0  # The code's probe had 0.5; the paper mentions none.
+  return c

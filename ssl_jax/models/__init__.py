@@ -1,4 +1,43 @@
 """Encoders. Each module ``ssl_jax/models/<name>.py`` defines ``build(model_config, *,
-bn_groups) -> flax.linen.Module``; the module maps images [N, H, W, 3] in [-1, 1] to a dict
-of end points (``after_root``, ``block1``..``block4``, ``pre_logits``). The training loop
-finds the module by ``config.model.name`` with importlib."""
+bn_groups) -> flax.linen.Module``; the module maps images [N, H, W, 3] to a dict of end
+points (``after_root``, ``block1``..``block4``, ``pre_logits``). The training loop finds
+the module by ``config.model.name``. The ``model`` section below is shared by the families
+(each reads the fields it has)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def config() -> ml_collections.ConfigDict:
+  """The ``model`` section: the family and its shape."""
+  c = ml_collections.ConfigDict()
+  c.name = 'resnet'  # Module in ssl_jax/models/.
+  c.variant = 'v2'  # 'v1' or 'v2'.
+  c.k = 4.0  # Widening factor: k=4 is the standard ResNet50.
+  c.units = (3, 4, 6, 3)  # Bottleneck units per stage (ResNet50).
+  c.last_relu = True  # False is the paper's "(-)" variant (v2 only).
+  c.root_stride = 2  # 1 with stage_strides (1, 2, 2, 1): patch mode (§1.4).
+  c.stage_strides = (1, 2, 2, 2)
+  c.dtype = 'float32'  # 'bfloat16' on accelerators.
+  c.bn_momentum = 0.99
+  c.bn_epsilon = 1e-3
+  c.zero_init_last_bn = False  # SimCLR's code: last BN gamma of each unit starts at 0.
+  # Revisiting §4.6: a bias-free linear layer that sets the pre_logits size independently
+  # of k (0: none, pre_logits is the pooled block4).
+  c.representation_size = 0
+  c.vgg_names = 'paper'  # VGG end points named as the paper ('paper') or code ('code').
+  return c
+
+
+def validate(model: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field and the fix."""
+  if model.variant not in ('v1', 'v2'):
+    raise ValueError(f"model.variant={model.variant!r}: use 'v1' or 'v2'.")
+  if model.vgg_names not in ('paper', 'code'):
+    raise ValueError(f"model.vgg_names={model.vgg_names!r}: use 'paper' or 'code'.")
+  if model.representation_size < 0:
+    raise ValueError('model.representation_size must be >= 0 (0: no extra layer).')
+  if model.name == 'resnet' and model.variant == 'v1' and not model.last_relu:
+    raise ValueError('model.last_relu=False (the "(-)" variant) exists only for v2 and '
+                     'RevNet: ResNet50 v1 ends in a ReLU after every unit.')

@@ -1,9 +1,11 @@
-"""Pieces shared by the two-view methods (SimCLR, MoCo, BYOL and Exemplar-v1/v2).
+"""Pieces shared by the two-view methods (SimCLR, MoCo, BYOL, SimSiam, Exemplar-v1/v2).
 
 Host: two independent random resized crops (and flips) of each image, stacked as
-[2, H, W, 3] uint8. Device: the colour, grayscale, blur and solarisation of
-``ssl_jax.data.augment.contrastive_views``, one key per image and view. Heads are MLPs on
-``pre_logits``; target networks are exponential moving averages of the online one.
+[2, H, W, 3] uint8; with multi-crop (``input.local_crops`` > 0; SwAV, Caron et al. 2020)
+also that many small crops, ``local_image`` [L, s, s, 3]. Device: the colour, grayscale,
+blur and solarisation of ``ssl_jax.data.augment.contrastive_views``, one key per image
+and view. Heads are MLPs on ``pre_logits``; target networks are exponential moving
+averages of the online one.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
+from ssl_jax import tasks
 from ssl_jax.data import augment
 from ssl_jax.models import layers
 
@@ -24,26 +26,72 @@ if TYPE_CHECKING:
 NUM_VIEWS = 2
 
 
-def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDict) -> dict:
+def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
   """Two independent crops of ``input.crop_area`` (SimCLR/BYOL 0.08-1, MoCo 0.2-1) with
-  flips, [2, S, S, 3] uint8, and the label (Exemplar filters negatives with it)."""
+  flips, [2, S, S, 3] uint8, and the label (Exemplar filters negatives with it); with
+  multi-crop also ``input.local_crops`` crops of ``input.local_crop_area`` at
+  ``input.local_size`` px as ``local_image``."""
   # TensorFlow is imported where the host pipeline runs (see ssl_jax/tasks/rotation.py).
   import tensorflow as tf
   from ssl_jax.data import preprocess as pp
-  seeds = tf.random.experimental.stateless_split(seed, NUM_VIEWS)
-  crops = [pp.train_crop(features['image'], seeds[i], config) for i in range(NUM_VIEWS)]
-  return {'image': tf.stack(crops), 'label': features['label']}
+  inp = s.input
+  seeds = tf.random.experimental.stateless_split(seed, NUM_VIEWS + inp.local_crops)
+  crops = [pp.train_crop(features['image'], seeds[i], inp) for i in range(NUM_VIEWS)]
+  example = {'image': tf.stack(crops), 'label': features['label']}
+  if inp.local_crops:
+    example['local_image'] = tf.stack([
+        pp.train_crop(features['image'], seeds[NUM_VIEWS + i], inp, size=inp.local_size,
+                      area=inp.local_crop_area) for i in range(inp.local_crops)])
+  return example
 
 
-def input_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
-  """One example: the two crops."""
-  size = config.input.image_size
-  return (NUM_VIEWS, size, size, 3)
+def input_shapes(s: tasks.Sections) -> dict[str, tuple[int, ...]]:
+  """One example: the two crops, and the small crops of multi-crop."""
+  size, local = s.input.image_size, s.input.local_size
+  shapes = {'image': (NUM_VIEWS, size, size, 3)}
+  if s.input.local_crops:
+    shapes['local_image'] = (s.input.local_crops, local, local, 3)
+  return shapes
 
 
-def augmented_views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> jax.Array:
+def augmented_views(batch: dict, rng: jax.Array, s: tasks.Sections) -> jax.Array:
   """[B, 2, S, S, 3] uint8 crops -> the augmented, normalised float32 views."""
-  return augment.contrastive_views(batch['image'], rng, config)
+  return augment.contrastive_views(batch['image'], rng, s.augment)
+
+
+def multicrop_inputs(batch: dict, rng: jax.Array, s: tasks.Sections
+                     ) -> jax.Array | tuple[jax.Array, jax.Array]:
+  """The network inputs of every view, image-major: [2B, S, S, 3], or with multi-crop
+  the pair ([2B, S, S, 3], [LB, s, s, 3]) (the small views take the augmentation of the
+  second view, as SwAV's and DINO's local crops)."""
+  large = interleave(augmented_views(batch, rng, s))
+  if 'local_image' not in batch:
+    return large
+  small = augment.contrastive_views(batch['local_image'], jax.random.fold_in(rng, 1),
+                                    s.augment, first_view=NUM_VIEWS)
+  return large, interleave(small)
+
+
+def per_image(outputs: jax.Array, num_images: int) -> jax.Array:
+  """Image-major outputs of every view (the large views' rows, then the small views')
+  -> [B, V, d]: the views of each image, the two large ones first."""
+  large = outputs[:NUM_VIEWS * num_images].reshape(num_images, NUM_VIEWS, -1)
+  small = outputs[NUM_VIEWS * num_images:].reshape(num_images, -1, outputs.shape[-1])
+  return jnp.concatenate([large, small], axis=1)
+
+
+def cross_view_cosine(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+  """Mean cosine between the prediction of each view v of an image and the target of
+  each large view g != v of the same image: ``predictions`` [B, V, d] (the large views
+  first), ``targets`` [B, G, d] (G large views). With V = G = 2: the mean of cos(p1, z2)
+  and cos(p2, z1), the symmetrised pairs of BYOL and SimSiam; with small views, every
+  view predicts both large ones (SwAV's multi-crop pairing)."""
+  p = l2_normalize(predictions)
+  z = l2_normalize(targets)
+  cosines = jnp.einsum('bvd,bgd->bvg', p, z)
+  num_views, num_large = p.shape[1], z.shape[1]
+  valid = jnp.arange(num_views)[:, None] != jnp.arange(num_large)[None, :]
+  return jnp.sum(jnp.where(valid, cosines, 0.0)) / (p.shape[0] * jnp.sum(valid))
 
 
 def interleave(views: jax.Array) -> jax.Array:
@@ -111,10 +159,3 @@ class ProjectionHead(nn.Module):
     return self.proj(end_points['pre_logits'], train)
 
 
-def apply_target(model: nn.Module, params: Any, inputs: jax.Array, train: bool = True) -> Any:
-  """A second network (MoCo key encoder, BYOL target) on ``inputs``: in train mode, with
-  the batch's own BN statistics and its running statistics discarded (reference §2.1,
-  §3: neither keeps nor averages BN buffers)."""
-  outputs, _ = model.apply({'params': params}, {'inputs': inputs}, train=train,
-                           mutable=['batch_stats'])
-  return outputs

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_jax import tasks
 from ssl_jax.data import augment
 
 if TYPE_CHECKING:
@@ -45,13 +46,36 @@ if TYPE_CHECKING:
 NORMALIZATIONS = ('vector', 'batch')
 
 
-def input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
+def config() -> ml_collections.ConfigDict:
+  """The ``exemplar`` section (Revisiting §2.2)."""
+  c = ml_collections.ConfigDict()
+  c.copies = 8  # Augmented copies per image.
+  c.embedding = 1000
+  c.margin = 0.5
+  c.normalize = 'vector'  # 'vector' (per embedding) or 'batch' (original code).
+  c.grayscale = 0.66  # Probability that all copies of an image are grey.
+  return c
+
+
+def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
+  """Raises ValueError naming the field and the fix."""
+  del batch_size
+  if task_config.normalize not in NORMALIZATIONS:
+    raise ValueError(f"exemplar.normalize={task_config.normalize!r}: use 'vector' or "
+                     "'batch'.")
+  if task_config.copies < 2:
+    raise ValueError('exemplar.copies must be >= 2: the triplet loss needs positives.')
+  if not 0.0 <= task_config.grayscale <= 1.0:
+    raise ValueError(f'exemplar.grayscale={task_config.grayscale} is a probability: use 0..1.')
+
+
+def input_shapes(s: tasks.Sections) -> dict[str, tuple[int, ...]]:
   """The shape of one example's ``image`` after :func:`preprocess`: [copies, S, S, 3]."""
-  size = config.input.image_size
-  return (config.exemplar.copies, size, size, 3)
+  size = s.input.image_size
+  return {'image': (s.task.copies, size, size, 3)}
 
 
-def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDict) -> dict:
+def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
   """``exemplar.copies`` independent crops of the image: ``image`` uint8 [copies, S, S, 3].
 
   Each copy is :func:`ssl_jax.data.preprocess.train_crop` (Inception crop and flip) with its
@@ -62,8 +86,9 @@ def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDic
   # task (views, head, loss) also runs where TensorFlow is absent (benchmarks).
   import tensorflow as tf
   from ssl_jax.data import preprocess as pp
-  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, config.exemplar.copies))
-  return {'image': tf.stack([pp.train_crop(features['image'], s, config) for s in seeds])}
+  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, s.task.copies))
+  return {'image': tf.stack([pp.train_crop(features['image'], copy_seed, s.input)
+                             for copy_seed in seeds])}
 
 
 def mean_grayscale(images: jax.Array) -> jax.Array:
@@ -72,7 +97,7 @@ def mean_grayscale(images: jax.Array) -> jax.Array:
   return jnp.broadcast_to(images.mean(-1, keepdims=True), images.shape)
 
 
-def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
+def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
   """Grey coin per image, colour jitter and standardisation per copy.
 
   ``batch['image']`` is uint8 [B, copies, S, S, 3] (from :func:`preprocess`).
@@ -82,7 +107,7 @@ def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dic
   and unit variance rather than scaled to [-1, 1] (reference §2.2 step 3), and ``labels``
   int32 [B * copies], the image index of each input (the triplet loss's classes).
   """
-  copies = config.exemplar.copies
+  copies = s.task.copies
   images = batch['image']
   if images.ndim != 5 or images.shape[1] != copies:
     raise ValueError(f'Exemplar takes images [batch, {copies} copies, H, W, 3] from its '
@@ -92,12 +117,12 @@ def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dic
   images = augment.to_unit(images)
   # Step 1: one coin per image, shared by its copies (grey before the colour jitter, as
   # the original greys before the Inception preprocessing; jitter keeps a grey image grey).
-  gray = jax.random.bernoulli(key_gray, config.exemplar.grayscale, (num_images,))
+  gray = jax.random.bernoulli(key_gray, s.task.grayscale, (num_images,))
   images = jnp.where(gray[:, None, None, None, None], mean_grayscale(images), images)
   # Step 2: the colour jitter of §2.1, independently per copy.
   images = images.reshape((num_images * copies,) + images.shape[2:])
   images = augment.batch_brightness_saturation(
-      images, key_jitter, config.input.brightness, config.input.saturation)
+      images, key_jitter, s.augment.inception_brightness, s.augment.inception_saturation)
   # Step 3: slim's Inception preprocessing ends in [-1, 1]; each copy is then standardised.
   inputs = augment.standardize(augment.to_model_input(images))
   labels = jnp.repeat(jnp.arange(num_images, dtype=jnp.int32), copies)
@@ -115,10 +140,10 @@ class Head(nn.Module):
     return nn.Dense(self.embedding, name='embedding')(end_points['pre_logits'])
 
 
-def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+def make_head(s: tasks.Sections, num_classes: int) -> nn.Module:
   """The ``exemplar.embedding``-d embedding (num_classes of the dataset is not used)."""
   del num_classes
-  return Head(config.exemplar.embedding)
+  return Head(s.task.embedding)
 
 
 def l2_normalize(x: jax.Array, axis: int) -> jax.Array:
@@ -194,12 +219,13 @@ def semihard_triplet_loss(embeddings: jax.Array, copies: int,
   return loss, metrics
 
 
-def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
+def loss(outputs: jax.Array, views: dict, task_state, s: tasks.Sections,
+         progress: tasks.Progress):
   """The semi-hard triplet loss of the normalised float32 embeddings of the global batch.
 
   The loss reads the image-major layout of :func:`views` (``views['labels']`` spells it
   out); XLA inserts the cross-device reductions of the global distance matrix.
   """
-  del views, task_state
-  embeddings = normalize(outputs.astype(jnp.float32), config.exemplar.normalize)
-  return semihard_triplet_loss(embeddings, config.exemplar.copies, config.exemplar.margin)
+  del views, task_state, progress
+  embeddings = normalize(outputs.astype(jnp.float32), s.task.normalize)
+  return semihard_triplet_loss(embeddings, s.task.copies, s.task.margin)

@@ -22,13 +22,27 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import losses
+from ssl_jax import tasks
 from ssl_jax.tasks import patches
 
 NUM_PIECES = 9  # A 3x3 puzzle.
 
 # Host side: the patches of patches.extract_patches.
 preprocess = patches.preprocess
-input_shape = patches.input_shape
+input_shapes = patches.input_shapes
+
+
+def config() -> ml_collections.ConfigDict:
+  """The ``jigsaw`` section: the patch fields and the permutation set."""
+  c = patches.config()
+  c.num_permutations = 100  # Size of the maximal-Hamming set.
+  c.permutation_subset = 8  # Permutations sampled per step.
+  return c
+
+
+def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
+  """Raises ValueError naming the field and the fix."""
+  patches.validate(task_config, batch_size=batch_size)
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,12 +85,11 @@ def maximal_hamming_permutations(num: int = 100, seed: int = 0) -> np.ndarray:
   return _maximal_hamming(num, seed)
 
 
-def permutation_table(config: ml_collections.ConfigDict) -> jax.Array:
-  """The task's fixed set, int32 [patches.num_permutations, 9]."""
-  if patches.num_patches(config) != NUM_PIECES:
-    raise ValueError(f'Jigsaw uses a 3x3 grid (9 pieces); patches.grid='
-                     f'{config.patches.grid}.')
-  return jnp.asarray(maximal_hamming_permutations(config.patches.num_permutations))
+def permutation_table(p: ml_collections.ConfigDict) -> jax.Array:
+  """The task's fixed set, int32 [jigsaw.num_permutations, 9], of the section ``p``."""
+  if patches.num_patches(p) != NUM_PIECES:
+    raise ValueError(f'Jigsaw uses a 3x3 grid (9 pieces); jigsaw.grid={p.grid}.')
+  return jnp.asarray(maximal_hamming_permutations(p.num_permutations))
 
 
 def permute(pieces: jax.Array, permutations: jax.Array) -> jax.Array:
@@ -89,7 +102,7 @@ def permute(pieces: jax.Array, permutations: jax.Array) -> jax.Array:
   return pieces[:, permutations]
 
 
-def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
+def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
   """Augmented patches as inputs [9B, size, size, 3]; the step's permutations.
 
   ``patches.permutation_subset`` distinct indices are drawn (without replacement) for the
@@ -98,15 +111,15 @@ def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dic
   on the device of image b. ``permutations`` [P, 9] are the corresponding rows of the
   table, read by the head.
   """
-  table = permutation_table(config)
-  subset = config.patches.permutation_subset
+  table = permutation_table(s.task)
+  subset = s.task.permutation_subset
   if not 1 <= subset <= table.shape[0]:
-    raise ValueError(f'patches.permutation_subset={subset} must lie in 1..'
-                     f'{table.shape[0]} (patches.num_permutations).')
+    raise ValueError(f'jigsaw.permutation_subset={subset} must lie in 1..'
+                     f'{table.shape[0]} (jigsaw.num_permutations).')
   key_augment, key_subset = jax.random.split(rng)
   images = batch['image']
   indices = jax.random.permutation(key_subset, table.shape[0])[:subset]
-  return {'inputs': patches.augment_patches(images, key_augment, config),
+  return {'inputs': patches.augment_patches(images, key_augment, s.task),
           'permutations': table[indices],
           'labels': jnp.tile(indices, images.shape[0])}
 
@@ -119,14 +132,15 @@ def _puzzles(embeddings: jax.Array, views: dict) -> jax.Array:
   return puzzles.reshape(puzzles.shape[0] * puzzles.shape[1], -1)
 
 
-def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
-  """Per-patch embedding, puzzles, FC head to ``patches.num_permutations`` logits (the
+def make_head(s: tasks.Sections, num_classes: int) -> nn.Module:
+  """Per-patch embedding, puzzles, FC head to ``jigsaw.num_permutations`` logits (the
   dataset's num_classes is not used)."""
   del num_classes
-  return patches.make_patch_head(config, _puzzles, config.patches.num_permutations)
+  return patches.make_patch_head(s.task, _puzzles, s.task.num_permutations)
 
 
-def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
+def loss(outputs: jax.Array, views: dict, task_state, s: tasks.Sections,
+         progress: tasks.Progress):
   """Mean cross-entropy over the B * P puzzles, and the puzzle accuracy."""
-  del task_state, config
+  del task_state, s, progress
   return losses.classification(outputs, views['labels'], 'jigsaw_accuracy')

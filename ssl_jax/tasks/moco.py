@@ -7,8 +7,8 @@ Step order as the official code, expressed in the one training loop:
      updates them at the start of a step with the current query parameters; we update
      them at the end of the previous step with the parameters the optimiser just made,
      which are the same numbers (and a copy at step 0 is the code's first update).
-  2. keys: the second views through the key encoder in train mode, with shuffled BN (below),
-     without gradient (``targets``).
+  2. keys: the second views through the key encoder (the loop's second network, ``TARGET =
+     'copy'``) in train mode, with shuffled BN (below), without gradient (``targets``).
   3. logits [q.k+, q.queue] / T in float32, label 0; cross-entropy over the global batch.
   4. after the optimiser step, the batch's keys replace the oldest B keys of the queue
      (``update_task_state``), so a key is never its own negative.
@@ -31,70 +31,99 @@ is marked unverified in the reference. With all labels distinct it equals MoCo.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
-from ssl_jax import step as step_lib
+from ssl_jax import tasks
 from ssl_jax.tasks import contrastive
 
 preprocess = contrastive.preprocess
-input_shape = contrastive.input_shape
+input_shapes = contrastive.input_shapes
+TARGET = 'copy'  # The key encoder starts as a copy of the query encoder.
 SHARDED_STATE = ('queue', 'queue_labels')  # Split over the devices along the queue axis.
 NO_LABEL = -1  # The initial random keys belong to no class.
 
 
-def bn_groups(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> int:
+def config() -> ml_collections.ConfigDict:
+  """The ``moco`` section (reference §2; Exemplar, §4)."""
+  c = ml_collections.ConfigDict()
+  c.temperature = 0.07  # v1 0.07; v2 0.2.
+  c.momentum = 0.999
+  c.queue_size = 65_536  # Must be a multiple of batch_size.
+  c.mlp = False  # v2: Dense(2048) -> ReLU -> Dense(dim).
+  c.proj_hidden = 2048
+  c.proj_dim = 128
+  # BN in both encoders takes its statistics over bn_groups equal slices of the batch
+  # (the reference's 8 GPUs of 32 images; 0: one group per device). The BatchNorm leak
+  # remedy (shuffling BN, MoCo §3.3) under jit: the keys are permuted across the groups
+  # before the key encoder and put back after, so a query and its key never share BN
+  # statistics.
+  c.bn_groups = 8
+  c.shuffle_keys = True
+  # Exemplar (Zhao et al.): drop queue keys of the query's class from the denominator.
+  c.filter_negatives_by_label = False
+  return c
+
+
+def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
+  """Raises ValueError naming the field and the fix."""
+  if task_config.queue_size % batch_size:
+    raise ValueError(f'moco.queue_size={task_config.queue_size} must be a multiple of '
+                     f'batch_size={batch_size} (MoCo enqueues whole batches).')
+
+
+def bn_groups(s: tasks.Sections, num_devices: int) -> int:
   """BN groups of both encoders: ``moco.bn_groups``, or one per device if 0."""
-  return config.moco.bn_groups or mesh.size
+  return s.task.bn_groups or num_devices
 
 
-def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
+def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
   """The first views are the queries (``inputs``), the second the keys."""
-  augmented = contrastive.augmented_views(batch, rng, config)
+  augmented = contrastive.augmented_views(batch, rng, s)
   return {'inputs': augmented[:, 0], 'key_inputs': augmented[:, 1],
           'labels': batch['label'].astype(jnp.int32)}
 
 
-def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+def make_head(s: tasks.Sections, num_classes: int) -> nn.Module:
   """v1: a linear layer to ``proj_dim`` (the fc replaced); v2 (``moco.mlp``):
   Dense(proj_hidden) -> ReLU -> Dense(proj_dim); biases, no BN (reference §2.1)."""
   del num_classes
-  c = config.moco
+  c = s.task
   return contrastive.ProjectionHead(contrastive.MLP(
       hidden=(c.proj_hidden,) if c.mlp else (), output=c.proj_dim, hidden_bn=False,
       hidden_bias=True, output_bn=False, output_bias=True))
 
 
-def init_task_state(config: ml_collections.ConfigDict, params) -> dict:
-  """The key encoder (a copy of the query encoder) and a queue of random unit keys."""
-  queue = jax.random.normal(jax.random.key(config.seed + 3),
-                            (config.moco.queue_size, config.moco.proj_dim), jnp.float32)
-  return {'key_params': jax.tree.map(jnp.copy, params),
-          'queue': contrastive.l2_normalize(queue),
-          'queue_labels': jnp.full((config.moco.queue_size,), NO_LABEL, jnp.int32),
+def init_task_state(s: tasks.Sections, params, rng: jax.Array) -> dict:
+  """A queue of random unit keys (the key encoder is the loop's ``target_params``)."""
+  del params
+  queue = jax.random.normal(rng, (s.task.queue_size, s.task.proj_dim), jnp.float32)
+  return {'queue': contrastive.l2_normalize(queue),
+          'queue_labels': jnp.full((s.task.queue_size,), NO_LABEL, jnp.int32),
           'queue_ptr': jnp.zeros((), jnp.int32)}
 
 
-def shuffled_keys(key_model: nn.Module, key_params, inputs: jax.Array, rng: jax.Array,
-                  shuffle: bool) -> jax.Array:
+def shuffled_keys(apply_key_encoder: Callable[[jax.Array], jax.Array], inputs: jax.Array,
+                  rng: jax.Array, shuffle: bool) -> jax.Array:
   """Key projections of ``inputs``, the batch permuted before the key encoder and put back
   after (shuffling BN), l2-normalised."""
   order = jax.random.permutation(rng, inputs.shape[0]) if shuffle else jnp.arange(
       inputs.shape[0])
-  keys = contrastive.apply_target(key_model, key_params, inputs[order])
+  keys = apply_key_encoder(inputs[order])
   return contrastive.l2_normalize(keys[jnp.argsort(order)])
 
 
-def targets(task_state: dict, views: dict, rng: jax.Array, config: ml_collections.ConfigDict,
-            mesh: jax.sharding.Mesh) -> dict:
+def targets(task_state: dict, views: dict, rng: jax.Array, s: tasks.Sections,
+            apply_target: Callable) -> dict:
   """The keys of the second views, from the key encoder in train mode."""
-  key_model = step_lib.Model(step_lib.build_encoder(config, bn_groups(config, mesh)),
-                             make_head(config, 0))
-  return {'keys': shuffled_keys(key_model, task_state['key_params'], views['key_inputs'],
-                                rng, config.moco.shuffle_keys)}
+  return {'keys': shuffled_keys(
+      lambda inputs: apply_target(task_state['target_params'], inputs),
+      views['key_inputs'], rng, s.task.shuffle_keys)}
 
 
 def info_nce(queries: jax.Array, keys: jax.Array, queue: jax.Array, temperature: float,
@@ -113,12 +142,13 @@ def info_nce(queries: jax.Array, keys: jax.Array, queue: jax.Array, temperature:
   return value, jnp.mean(jnp.argmax(logits, axis=1) == 0)
 
 
-def loss(outputs: jax.Array, views: dict, task_state: dict,
-         config: ml_collections.ConfigDict):
+def loss(outputs: jax.Array, views: dict, task_state: dict, s: tasks.Sections,
+         progress: tasks.Progress):
   """InfoNCE at ``moco.temperature`` against the queue (label-filtered for Exemplar)."""
-  filtered = config.moco.filter_negatives_by_label
+  del progress
+  filtered = s.task.filter_negatives_by_label
   value, accuracy = info_nce(
-      outputs, views['keys'], task_state['queue'], config.moco.temperature,
+      outputs, views['keys'], task_state['queue'], s.task.temperature,
       views['labels'] if filtered else None,
       task_state['queue_labels'] if filtered else None)
   return value, {'contrastive_accuracy': accuracy}
@@ -136,10 +166,10 @@ def enqueue(task_state: dict, keys: jax.Array, labels: jax.Array) -> dict:
               queue_ptr=(ptr + keys.shape[0]) % task_state['queue'].shape[0])
 
 
-def update_task_state(task_state: dict, params, views: dict, step: jax.Array,
-                      total_steps: int, config: ml_collections.ConfigDict) -> dict:
+def update_task_state(task_state: dict, params, views: dict, s: tasks.Sections,
+                      progress: tasks.Progress) -> tuple[dict, dict]:
   """Enqueue this step's keys; key parameters <- EMA with the updated query parameters."""
-  del step, total_steps
+  del progress
   task_state = enqueue(task_state, views['keys'], views['labels'])
-  return dict(task_state, key_params=contrastive.ema(task_state['key_params'], params,
-                                                     config.moco.momentum))
+  target = contrastive.ema(task_state['target_params'], params, s.task.momentum)
+  return dict(task_state, target_params=target), params

@@ -1,10 +1,13 @@
 """Patch machinery shared by Jigsaw and Relative Patch Location (Revisiting reference
 §2.3, §2.4).
 
+The fields below (:func:`config`) are in the task's section, ``config.jigsaw`` or
+``config.relative_patch``; functions here take that section as ``p``.
+
 Host side (tf.data, stateless ops seeded per example): the image is resized, squashed,
-to ``patches.resize`` px, cropped to ``patches.crop`` px (random in training, central for
+to ``p.resize`` px, cropped to ``p.crop`` px (random in training, central for
 the pretext evaluation), split into ``grid x grid`` cells of ``crop // grid`` px, and a
-``patches.size`` px patch is cut from each cell (random offsets, hence random gaps
+``p.size`` px patch is cut from each cell (random offsets, hence random gaps
 between patches; central offsets for the evaluation). What travels to the devices is
 ``image``: uint8 [grid^2, size, size, 3] per example, patches in row-major cell order.
 
@@ -26,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_jax import tasks
 from ssl_jax.data import augment
 from ssl_jax.models import layers
 
@@ -35,21 +39,37 @@ if TYPE_CHECKING:
 GRAYSCALE_PER = ('patch', 'image')
 
 
-def num_patches(config: ml_collections.ConfigDict) -> int:
+def config() -> ml_collections.ConfigDict:
+  """The patch fields of the Jigsaw and Relative Patch Location sections (§2.3, §2.4)."""
+  c = ml_collections.ConfigDict()
+  c.resize = 292  # Squashed resize before the crop.
+  c.crop = 255  # Random crop (central for evaluation), split into grid^2 cells.
+  c.grid = 3
+  c.size = 64  # Random patch in each cell (random gaps).
+  c.grayscale = 2.0 / 3.0
+  c.grayscale_per = 'patch'  # 'patch' (paper) or 'image' (code, p=0.66).
+  c.embedding = 1000  # Per-patch linear embedding (the backbone's logits layer).
+  c.hidden = 4096  # FC head: hidden units (BN, ReLU, dropout).
+  c.dropout = 0.5
+  return c
+
+
+def num_patches(p: ml_collections.ConfigDict) -> int:
   """Patches per image: grid^2."""
-  return config.patches.grid ** 2
+  return p.grid ** 2
 
 
-def input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
+def input_shapes(s: tasks.Sections) -> dict[str, tuple[int, ...]]:
   """The shape of one example's ``image`` as :func:`extract_patches` delivers it, without
   the batch axis: [grid^2, size, size, 3] (what ``step.init_state`` needs)."""
-  size = config.patches.size
-  return (num_patches(config), size, size, 3)
+  return {'image': (num_patches(s.task), s.task.size, s.task.size, 3)}
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
+def validate(p: ml_collections.ConfigDict, *, batch_size: int = 0) -> None:
   """Raises ValueError, naming the field, for a patch geometry that cannot work."""
-  p = config.patches
+  del batch_size
+  if not 0.0 <= p.grayscale <= 1.0:
+    raise ValueError(f'patches.grayscale={p.grayscale} is a probability: use 0..1.')
   if p.grid < 1 or p.size < 1:
     raise ValueError(f'patches.grid={p.grid} and patches.size={p.size} must be positive.')
   if p.crop > p.resize:
@@ -76,7 +96,7 @@ def resize_squashed(image: tf.Tensor, size: int) -> tf.Tensor:
   return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-def extract_patches(image: tf.Tensor, seed: tf.Tensor, config: ml_collections.ConfigDict,
+def extract_patches(image: tf.Tensor, seed: tf.Tensor, p: ml_collections.ConfigDict,
                     train: bool = True) -> tf.Tensor:
   """uint8 [H, W, 3] -> uint8 [grid^2, size, size, 3], row-major over the cells.
 
@@ -87,20 +107,19 @@ def extract_patches(image: tf.Tensor, seed: tf.Tensor, config: ml_collections.Co
   21 px). ``seed`` is the example's [2] stateless seed.
   """
   import tensorflow as tf
-  validate(config)
-  p = config.patches
+  validate(p)
   cell = p.crop // p.grid
   jitter = cell - p.size
   seed_crop, seed_offsets = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   image = resize_squashed(image, p.resize)
   if train:
     image = tf.image.stateless_random_crop(image, [p.crop, p.crop, 3], seed=seed_crop)
-    offsets = tf.random.stateless_uniform([num_patches(config), 2], seed=seed_offsets,
+    offsets = tf.random.stateless_uniform([num_patches(p), 2], seed=seed_offsets,
                                           minval=0, maxval=jitter + 1, dtype=tf.int32)
   else:
     top = (p.resize - p.crop) // 2
     image = image[top:top + p.crop, top:top + p.crop]
-    offsets = tf.fill([num_patches(config), 2], jitter // 2)
+    offsets = tf.fill([num_patches(p), 2], jitter // 2)
   patches = []
   for row in range(p.grid):
     for col in range(p.grid):
@@ -110,10 +129,10 @@ def extract_patches(image: tf.Tensor, seed: tf.Tensor, config: ml_collections.Co
   return tf.stack(patches)
 
 
-def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDict) -> dict:
+def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
   """The task contract's host side for the patch tasks: the training patches of
   :func:`extract_patches` as ``image``."""
-  return {'image': extract_patches(features['image'], seed, config, train=True)}
+  return {'image': extract_patches(features['image'], seed, s.task, train=True)}
 
 
 # Device side (JAX).
@@ -129,7 +148,7 @@ def _augment_image_patches(patches: jax.Array, key: jax.Array, probability: floa
 
 
 def augment_patches(patches: jax.Array, rng: jax.Array,
-                    config: ml_collections.ConfigDict) -> jax.Array:
+                    p: ml_collections.ConfigDict) -> jax.Array:
   """uint8 [B, n, size, size, 3] -> float32 network inputs [B * n, size, size, 3].
 
   Grayscale (reference §2.3, disagreement): with ``grayscale_per='patch'`` (the paper)
@@ -141,12 +160,11 @@ def augment_patches(patches: jax.Array, rng: jax.Array,
   (reference §2).
   Keys are split per image, so the result does not depend on the sharding.
   """
-  validate(config)
-  p = config.patches
-  if patches.ndim != 5 or patches.shape[1] != num_patches(config):
-    raise ValueError(f'Expected the patches of patches.preprocess, [B, {num_patches(config)}, '
+  validate(p)
+  if patches.ndim != 5 or patches.shape[1] != num_patches(p):
+    raise ValueError(f'Expected the patches of patches.preprocess, [B, {num_patches(p)}, '
                      f'size, size, 3], got {patches.shape}; step.init_state takes the '
-                     'shape of an example from the task\'s input_shape(config).')
+                     'shape of an example from the task\'s input_shapes(s).')
   keys = jax.random.split(rng, patches.shape[0])
   out = jax.vmap(_augment_image_patches, in_axes=(0, 0, None, None))(
       augment.to_unit(patches), keys, p.grayscale, p.grayscale_per)
@@ -205,10 +223,9 @@ class PatchHead(nn.Module):
     return FCHead(self.hidden, self.num_outputs, self.dropout, name='fc')(rows, train)
 
 
-def make_patch_head(config: ml_collections.ConfigDict, combine: Combine,
+def make_patch_head(p: ml_collections.ConfigDict, combine: Combine,
                     num_outputs: int) -> PatchHead:
-  """A :class:`PatchHead` with the sizes of ``config.patches``."""
-  p = config.patches
-  return PatchHead(combine=combine, patches_per_image=num_patches(config),
+  """A :class:`PatchHead` with the sizes of the task's section ``p``."""
+  return PatchHead(combine=combine, patches_per_image=num_patches(p),
                    embedding=p.embedding, hidden=p.hidden, num_outputs=num_outputs,
                    dropout=p.dropout)

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import losses
+from ssl_jax import tasks
 from ssl_jax.tasks import patches
 
 GRID = 3
@@ -32,7 +33,14 @@ NUM_LOCATIONS = len(NEIGHBOURS)
 
 # Host side: the patches of patches.extract_patches.
 preprocess = patches.preprocess
-input_shape = patches.input_shape
+input_shapes = patches.input_shapes
+config = patches.config  # The ``relative_patch`` section: the patch fields.
+
+
+def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
+  """Raises ValueError naming the field and the fix."""
+  patches.validate(task_config, batch_size=batch_size)
+  _check_grid(task_config)
 
 
 def pair_offsets() -> np.ndarray:
@@ -50,19 +58,18 @@ def pairs(pieces: jax.Array) -> jax.Array:
   return jnp.stack([neighbours, centre], 2)
 
 
-def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
+def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
   """Augmented patches as inputs [9B, size, size, 3]; labels 0..7 tiled image-major
   ([B * 8]: pair b * 8 + j is image b's pair j)."""
-  _check_grid(config)
+  _check_grid(s.task)
   images = batch['image']
-  return {'inputs': patches.augment_patches(images, rng, config),
+  return {'inputs': patches.augment_patches(images, rng, s.task),
           'labels': jnp.tile(jnp.arange(NUM_LOCATIONS), images.shape[0])}
 
 
-def _check_grid(config: ml_collections.ConfigDict) -> None:
-  if config.patches.grid != GRID:
-    raise ValueError(f'Relative Patch Location uses a 3x3 grid; patches.grid='
-                     f'{config.patches.grid}.')
+def _check_grid(p: ml_collections.ConfigDict) -> None:
+  if p.grid != GRID:
+    raise ValueError(f'Relative Patch Location uses a 3x3 grid; relative_patch.grid={p.grid}.')
 
 
 def _pair_rows(embeddings: jax.Array, views: dict) -> jax.Array:
@@ -72,15 +79,16 @@ def _pair_rows(embeddings: jax.Array, views: dict) -> jax.Array:
   return rows.reshape(rows.shape[0] * rows.shape[1], -1)
 
 
-def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+def make_head(s: tasks.Sections, num_classes: int) -> nn.Module:
   """Per-patch embedding, pairs, FC head to 8 logits (the dataset's num_classes is not
   used)."""
   del num_classes
-  _check_grid(config)
-  return patches.make_patch_head(config, _pair_rows, NUM_LOCATIONS)
+  _check_grid(s.task)
+  return patches.make_patch_head(s.task, _pair_rows, NUM_LOCATIONS)
 
 
-def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
+def loss(outputs: jax.Array, views: dict, task_state, s: tasks.Sections,
+         progress: tasks.Progress):
   """Mean cross-entropy over the 8B pairs, and the location accuracy."""
-  del task_state, config
+  del task_state, s, progress
   return losses.classification(outputs, views['labels'], 'relative_patch_accuracy')

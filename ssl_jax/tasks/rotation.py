@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
-
 from ssl_jax import losses
+from ssl_jax import tasks
 from ssl_jax.data import augment
 
 if TYPE_CHECKING:
@@ -24,12 +23,12 @@ if TYPE_CHECKING:
 NUM_ROTATIONS = 4
 
 
-def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDict) -> dict:
+def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
   """One random crop per image; the rotations are made on the device."""
   # TensorFlow is imported where the host pipeline runs, so that the device side of a
   # task (views, head, loss) also runs where TensorFlow is absent (benchmarks).
   from ssl_jax.data import preprocess as pp
-  return {'image': pp.train_crop(features['image'], seed, config)}
+  return {'image': pp.train_crop(features['image'], seed, s.input)}
 
 
 def rotate(images: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -45,10 +44,11 @@ def rotate(images: jax.Array) -> tuple[jax.Array, jax.Array]:
   return rotated.reshape((-1,) + images.shape[1:]), labels
 
 
-def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
+def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
   """Colour jitter on the crop, then its four rotations."""
   images = augment.batch_brightness_saturation(
-      augment.to_unit(batch['image']), rng, config.input.brightness, config.input.saturation)
+      augment.to_unit(batch['image']), rng, s.augment.inception_brightness,
+      s.augment.inception_saturation)
   inputs, labels = rotate(augment.to_model_input(images))
   return {'inputs': inputs, 'labels': labels}
 
@@ -63,13 +63,14 @@ class Head(nn.Module):
     return nn.Dense(self.num_outputs, name='logits')(end_points['pre_logits'])
 
 
-def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+def make_head(s: tasks.Sections, num_classes: int) -> nn.Module:
   """The 4-way rotation classifier (num_classes of the dataset is not used)."""
-  del config, num_classes
+  del s, num_classes
   return Head(NUM_ROTATIONS)
 
 
-def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
+def loss(outputs: jax.Array, views: dict, task_state, s: tasks.Sections,
+         progress: tasks.Progress):
   """Mean cross-entropy over the 4B inputs, and the rotation accuracy."""
-  del task_state, config
+  del task_state, s, progress
   return losses.classification(outputs, views['labels'], 'rotation_accuracy')

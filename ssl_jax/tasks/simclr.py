@@ -17,29 +17,46 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from ssl_jax import tasks
 from ssl_jax.tasks import contrastive
 
 preprocess = contrastive.preprocess
-input_shape = contrastive.input_shape
+input_shapes = contrastive.input_shapes
 
 
-def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
+def config() -> ml_collections.ConfigDict:
+  """The ``simclr`` section (reference §1)."""
+  c = ml_collections.ConfigDict()
+  c.temperature = 0.1
+  c.proj_layers = 3  # v1 released head: 2; v2: 3.
+  c.proj_hidden = 2048
+  c.proj_dim = 128
+  return c
+
+
+def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
+  """Raises ValueError naming the field and the fix."""
+  del batch_size
+  if task_config.proj_layers < 1:
+    raise ValueError('simclr.proj_layers must be >= 1 (v1: 2, v2: 3).')
+
+
+def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
   """Both augmented views of every image, image-major [2B, S, S, 3]."""
-  return {'inputs': contrastive.interleave(contrastive.augmented_views(batch, rng, config))}
+  return {'inputs': contrastive.interleave(contrastive.augmented_views(batch, rng, s))}
 
 
-def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+def make_head(s: tasks.Sections, num_classes: int) -> nn.Module:
   """The projection head on pre_logits (reference §1.2: v1 released as 2 layers, v2 3):
   bias-free dense layers of ``proj_hidden`` units with BN and ReLU, then a bias-free
   dense layer to ``proj_dim`` with BN without beta; kernels initialised N(0, 0.01)."""
   del num_classes
-  c = config.simclr
-  if c.proj_layers < 1:
-    raise ValueError('simclr.proj_layers must be >= 1 (v1: 2, v2: 3).')
+  c = s.task
+  validate(c, batch_size=0)
   return contrastive.ProjectionHead(contrastive.MLP(
       hidden=(c.proj_hidden,) * (c.proj_layers - 1), output=c.proj_dim, hidden_bn=True,
       hidden_bias=False, output_bn=True, output_bias=False,
-      bn_momentum=config.model.bn_momentum, bn_epsilon=config.model.bn_epsilon,
+      bn_momentum=s.model.bn_momentum, bn_epsilon=s.model.bn_epsilon,
       kernel_init=nn.initializers.normal(0.01)))
 
 
@@ -70,8 +87,9 @@ def nt_xent(z: jax.Array, temperature: float) -> tuple[jax.Array, jax.Array]:
   return loss_a + loss_b, accuracy
 
 
-def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
+def loss(outputs: jax.Array, views: dict, task_state, s: tasks.Sections,
+         progress: tasks.Progress):
   """NT-Xent at ``simclr.temperature``, and the contrastive accuracy (ab block)."""
-  del views, task_state
-  value, accuracy = nt_xent(outputs, config.simclr.temperature)
+  del views, task_state, progress
+  value, accuracy = nt_xent(outputs, s.task.temperature)
   return value, {'contrastive_accuracy': accuracy}

@@ -1,5 +1,6 @@
 """Supervised baseline: softmax cross-entropy on the dataset's labels, with the same
-encoder, crops and colour augmentation as the pretext tasks."""
+encoder, crops and colour augmentation as the pretext tasks (``supervised.augment =
+'inception'``) or as the contrastive methods' first view (``'contrastive'``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from ssl_jax import config_lib
 from ssl_jax import losses
+from ssl_jax import tasks
 from ssl_jax.data import augment
 from ssl_jax.tasks import rotation
 
@@ -17,33 +20,50 @@ if TYPE_CHECKING:
   import tensorflow as tf
 
 
-def preprocess(features: dict, seed: tf.Tensor, config: ml_collections.ConfigDict) -> dict:
+def config() -> ml_collections.ConfigDict:
+  """The ``supervised`` section."""
+  c = ml_collections.ConfigDict()
+  # Device augmentation: 'inception' (augment.inception_*, the Revisiting tasks') or
+  # 'contrastive' (the augment section's first view: a baseline with the same views).
+  c.augment = 'inception'
+  return c
+
+
+def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
+  """Raises ValueError naming the field and the fix."""
+  del batch_size
+  config_lib.check_choice(task_config, 'supervised', 'augment', ('inception', 'contrastive'))
+
+
+def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
   """A random crop and the label."""
   # TensorFlow is imported where the host pipeline runs, so that the device side of a
   # task (views, head, loss) also runs where TensorFlow is absent (benchmarks).
   from ssl_jax.data import preprocess as pp
-  return {'image': pp.train_crop(features['image'], seed, config),
+  return {'image': pp.train_crop(features['image'], seed, s.input),
           'label': features['label']}
 
 
-def views(batch: dict, rng: jax.Array, config: ml_collections.ConfigDict) -> dict:
-  """The Revisiting colour jitter scaled to [-1, 1], or, with input.device_augment =
+def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
+  """The Revisiting colour jitter scaled to [-1, 1], or, with supervised.augment =
   'contrastive', one view of the contrastive methods' augmentation (its first view)."""
-  if config.input.device_augment == 'contrastive':
-    inputs = augment.contrastive_views(batch['image'][:, None], rng, config)[:, 0]
+  if s.task.augment == 'contrastive':
+    inputs = augment.contrastive_views(batch['image'][:, None], rng, s.augment)[:, 0]
     return {'inputs': inputs, 'labels': batch['label']}
   images = augment.batch_brightness_saturation(
-      augment.to_unit(batch['image']), rng, config.input.brightness, config.input.saturation)
+      augment.to_unit(batch['image']), rng, s.augment.inception_brightness,
+      s.augment.inception_saturation)
   return {'inputs': augment.to_model_input(images), 'labels': batch['label']}
 
 
-def make_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+def make_head(s: tasks.Sections, num_classes: int) -> nn.Module:
   """A linear classifier over the dataset's classes."""
-  del config
+  del s
   return rotation.Head(num_classes)
 
 
-def loss(outputs: jax.Array, views: dict, task_state, config: ml_collections.ConfigDict):
+def loss(outputs: jax.Array, views: dict, task_state, s: tasks.Sections,
+         progress: tasks.Progress):
   """Mean cross-entropy and top-1 accuracy."""
-  del task_state, config
+  del task_state, s, progress
   return losses.classification(outputs, views['labels'], 'accuracy')

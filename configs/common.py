@@ -1,0 +1,224 @@
+"""The papers' recipes and runlocal, shared by the config files; each value is set once.
+
+A config file builds its run config in this order: a family recipe (:func:`revisiting` or
+:func:`contrastive`), its method's own recipe, then, with ``runlocal``, :func:`runlocal`
+and its method's runlocal values, so that runlocal always has the last word and the full
+recipe never depends on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ssl_jax import config_lib
+
+ConfigDict = config_lib.ConfigDict
+
+# Test splits of the datasets the papers use (TFDS names).
+TEST_SPLITS = {'imagenet2012': 'validation', 'places365_small': 'validation',
+               'cifar10_5k': 'test'}
+PATCH_TASKS = ('jigsaw', 'relative_patch')
+
+
+def _dataset(c: ConfigDict, name: str) -> None:
+  c.dataset.name = name
+  c.dataset.test_split = TEST_SPLITS.get(name.split(':')[0], 'test')
+
+
+def revisiting(arg: str | None, *, task: str, model: str, k: float, variant: str,
+               batch: int) -> tuple[ConfigDict, ConfigDict]:
+  """(config, parsed arguments): a Revisiting pretext config (reference revisiting.md §3),
+  unlocked, with runlocal applied if asked. Arguments: ``model, k, variant, last_relu,
+  representation_size, dataset, batch, runlocal`` with the given defaults (k=0 means the
+  default ``k``, or 0.25 with runlocal)."""
+  args = config_lib.parse_arg(arg, model=model, k=0.0, variant=variant, last_relu=True,
+                              representation_size=0, dataset='imagenet2012', batch=batch,
+                              runlocal=False)
+  c = config_lib.run_config(task)
+  c.model.name = args.model
+  c.model.k = args.k or k
+  c.model.variant = args.variant
+  c.model.last_relu = args.last_relu
+  c.model.representation_size = args.representation_size
+  c.model.dtype = 'bfloat16'  # Accelerators; runlocal sets float32.
+  _dataset(c, args.dataset)
+  c.batch_size = args.batch
+  # Features of 100k training images (memory).
+  c.evals.lbfgs = config_lib.evaluator('lbfgs', num_train_examples=100_000)
+  if task in PATCH_TASKS:
+    if args.model != 'vgg':  # Reference §1.4: VGG keeps its strides on patches.
+      c.model.root_stride = 1
+      c.model.stage_strides = (1, 2, 2, 1)
+    # Evaluation: resize_small 224 -> central 192 crop -> 9 patches of 64 px (§2.3).
+    c.input.image_size = 192
+    c.input.eval_crop_fraction = 192 / 224
+    c.input.eval_patch_grid = 3
+    c.input.eval_standardize = True
+    c.optimizer.fc_weight_decay = 5e-4
+  if args.runlocal:
+    runlocal(c, args.k)
+    if task in PATCH_TASKS:
+      runlocal_patches(c, c[task])
+  return c, args
+
+
+def contrastive(arg: str | None, *, task: str, batch: int, epochs: float,
+                **extra: Any) -> tuple[ConfigDict, ConfigDict]:
+  """(config, parsed arguments): the common part of the contrastive recipes (reference
+  contrastive.md), unlocked, without runlocal (the config file applies
+  :func:`runlocal_contrastive` after its own recipe): ResNet50 v1, 224-px random resized
+  crops and flips on the host, colour/blur/solarise on the device, cosine schedule,
+  evaluation by kNN (also every 5,000 steps) and L-BFGS on pre_logits. Arguments:
+  ``k, dataset, batch, epochs, runlocal`` (k=0 means 4, or 0.25 with runlocal; epochs=0
+  the recipe's) and the config's own ``extra`` arguments with their defaults."""
+  args = config_lib.parse_arg(arg, k=0.0, dataset='imagenet2012', batch=batch, epochs=0.0,
+                              runlocal=False, **extra)
+  c = config_lib.run_config(task)
+  c.model.name = 'resnet'
+  c.model.variant = 'v1'
+  c.model.k = args.k or 4.0
+  c.model.dtype = 'bfloat16'
+  _dataset(c, args.dataset)
+  c.batch_size = args.batch
+  c.total_epochs = args.epochs or epochs
+  c.input.crop = 'inception'
+  c.input.crop_area = (0.08, 1.0)
+  c.input.crop_aspect = (3 / 4, 4 / 3)
+  c.input.eval_crop_fraction = 0.875
+  c.optimizer.schedule = 'cosine'
+  c.optimizer.decay_epochs = ()
+  c.evals.knn = config_lib.evaluator('knn', every=5_000)
+  c.evals.lbfgs = config_lib.evaluator('lbfgs', num_train_examples=100_000)
+  return c, args
+
+
+def runlocal(c: ConfigDict, k: float = 0.0) -> None:
+  """Shrinks ``c`` in place to a CPU run of a few minutes on the shipped data: 32-px
+  images of the shipped CIFAR-10 subset, a ResNet of k=0.25 (or ``k``) whose root conv
+  keeps stride 1 (a 32-px image would otherwise be 8 px after the root), whole images (no
+  random crop) and 1000 steps of batch 64 at the paper's effective LR of 0.1."""
+  c.dataset.name = 'cifar10_5k'
+  c.dataset.data_dir = ''
+  c.dataset.train_split = 'train'
+  c.dataset.test_split = 'test'
+  c.dataset.shuffle_buffer = 5_000
+  c.dataset.cache = True
+  c.input.image_size = 32
+  c.input.crop = 'resize'
+  c.input.eval_crop_fraction = 1.0
+  c.model.k = k or 0.25
+  c.model.root_stride = 1
+  c.model.dtype = 'float32'
+  c.batch_size = 64
+  c.eval_batch_size = 512
+  c.total_steps = 1000
+  c.optimizer.base_lr = 0.4
+  c.optimizer.warmup_steps = 20
+  c.optimizer.schedule = 'cosine'
+  for section in c.evals.values():
+    if section.type == 'lbfgs':
+      section.num_train_examples = -1
+    if section.type in ('linear', 'mlp'):
+      runlocal_probe(section)
+  c.log_every = 50
+  c.checkpoint_every = 200
+  c.image_summary_every = 200
+
+
+def runlocal_probe(section: ConfigDict) -> None:
+  """An SGD probe instance (linear, mlp) at runlocal's scale: 20 epochs of batch 256 on
+  random 32-px crops of the image resized to 36 px."""
+  section.batch_size = 256
+  section.total_epochs = 20.0
+  section.optimizer.decay_epochs = (12.0, 16.0)
+  section.resize = 36
+  section.log_every = 50
+
+
+def runlocal_patches(c: ConfigDict, p: ConfigDict) -> None:
+  """runlocal for the patch tasks (``p``: the task's section): 32-px images squashed to
+  96, a random 90 crop, 3 x 3 cells of 30, 24-px patches; evaluation: the whole image
+  resized to 72, 9 contiguous patches of 24."""
+  p.resize, p.crop, p.size = 96, 90, 24
+  p.hidden = 512
+  p.embedding = 128
+  # A few CPU minutes are too few for dropout 0.5: with it the pretext loss stays at
+  # chance, ln 100, for 450 steps; without it the 100-permutation task learns, and
+  # its representation beats 10 permutations' (measured).
+  p.dropout = 0.0
+  if 'num_permutations' in p:
+    p.num_permutations = 100
+    p.permutation_subset = 16
+  c.input.image_size = 72
+  c.input.eval_crop_fraction = 1.0
+
+
+def runlocal_contrastive(c: ConfigDict, k: float = 0.0) -> None:
+  """:func:`runlocal` for the contrastive methods: random crops are the core of these
+  methods, so they stay (32 px, CIFAR settings of SimCLR: no blur; reference §1.3, §1.5),
+  identity-initialised residual units, and the kNN monitor every 250 steps with k=20."""
+  runlocal(c, k)
+  c.input.crop = 'inception'
+  c.input.eval_crop_fraction = 1.0
+  c.augment.blur_prob = (0.0, 0.0)
+  # Residual units that start as the identity (Goyal et al. 2017; SimCLR's code; MoCo's
+  # and BYOL's papers start gamma at one). Without it this 16-unit, k=0.25 network's
+  # features collapse: MoCo's kNN stays at its random-init level after 500 steps
+  # (21.5% -> 23.3%), with it 17.5% -> 28.1%; BYOL likewise (measured).
+  c.model.zero_init_last_bn = True
+  c.evals.knn.every = 250
+  c.evals.knn.k = 20
+
+
+def colour_strength(c: ConfigDict, s: float) -> None:
+  """SimCLR's colour jitter of strength ``s``: brightness, contrast and saturation 0.8s,
+  hue 0.2s (reference §1.3)."""
+  c.augment.brightness = c.augment.contrast = c.augment.saturation = 0.8 * s
+  c.augment.hue = 0.2 * s
+
+
+def moco(arg: str | None, version: int, exemplar: bool | None = None) -> ConfigDict:
+  """The MoCo v1 or v2 recipe (reference contrastive.md §2.1-2.3), with Exemplar's label
+  filter (Zhao et al.) if the ``exemplar`` argument (or ``exemplar=True``) asks for it;
+  runlocal applied if asked. Unlocked."""
+  extra = {} if exemplar is not None else {'exemplar': False}
+  c, args = contrastive(arg, task='moco', batch=256, epochs=200.0, **extra)
+  c.moco.filter_negatives_by_label = exemplar if exemplar is not None else args.exemplar
+  c.moco.temperature = 0.07 if version == 1 else 0.2
+  c.moco.mlp = version == 2
+  c.moco.momentum = 0.999
+  c.moco.queue_size = 65_536
+  c.moco.bn_groups = 8
+  c.input.crop_area = (0.2, 1.0)
+  c.input.crop_aspect = (3 / 4, 4 / 3)
+  c.augment.normalize = 'imagenet'
+  c.augment.brightness_mode = 'multiplicative'  # torchvision ColorJitter.
+  c.augment.brightness = c.augment.contrast = c.augment.saturation = 0.4
+  c.augment.grayscale_prob = 0.2
+  c.augment.blur_per = 'image'
+  c.augment.solarize_prob = (0.0, 0.0)
+  c.augment.hue = 0.4 if version == 1 else 0.1
+  c.augment.jitter_prob = 1.0 if version == 1 else 0.8
+  c.augment.grayscale_first = version == 1
+  c.augment.blur_prob = (0.0, 0.0) if version == 1 else (0.5, 0.5)
+  c.optimizer.name = 'sgd'
+  c.optimizer.base_lr = 0.03
+  c.optimizer.lr_scaling = 'linear'
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.weight_decay_on = 'all'
+  c.optimizer.warmup_epochs = 0.0
+  if version == 1:
+    c.optimizer.schedule = 'step'
+    c.optimizer.decay_epochs = (120.0, 160.0)
+  if args.runlocal:
+    runlocal_contrastive(c, args.k)
+    # A queue of 4 batches: while it still holds its initial random vectors the loss has
+    # no real negatives, and at lr 0.2 the encoder collapses within those steps (keys'
+    # mean pairwise cosine 0.82 -> 0.99 in 25 steps with a queue of 16 batches; measured).
+    # 1,000 steps: with m=0.999 the key encoder would stay 37% its random initialisation
+    # (0.999^1000), and lr 0.03 x 64/256 barely moves the query encoder.
+    c.moco.queue_size = 256
+    c.moco.momentum = 0.99
+    c.moco.bn_groups = 2  # BN over 32 images, as the reference's per-GPU batch.
+    c.optimizer.base_lr = 0.8  # Peak 0.2 at batch 64.
+  return c

@@ -1,0 +1,103 @@
+"""What every evaluator receives: the frozen encoder and the data it is measured on.
+
+The evaluator contract (documented in ssl_jax/evaluate/__init__.py) is
+``run(section, encoder: Encoder, data: DataSpec, workdir) -> dict | None``; this module
+builds both arguments, from a trained workdir or from a live pretraining state, and runs
+named instances (:func:`run_evaluator`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+from absl import logging
+import flax.linen as nn
+import jax
+import ml_collections
+
+from ssl_jax import config_lib
+from ssl_jax import encoder as encoder_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """The dataset and its evaluation preprocessing, as the pretraining run saw them."""
+  dataset: ml_collections.ConfigDict  # The dataset section.
+  input: ml_collections.ConfigDict  # The input section (crops, patch grid).
+  normalize: str  # augment.normalize: the network input of pretraining.
+  eval_batch_size: int
+  seed: int
+  builder: Any  # tfds.core.DatasetBuilder
+  mesh: jax.sharding.Mesh
+  num_classes: int
+  num_train_examples: int
+
+
+def data_spec(config: ml_collections.ConfigDict, builder: Any,
+              mesh: jax.sharding.Mesh) -> DataSpec:
+  """The :class:`DataSpec` of a run config."""
+  from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
+  info = input_pipeline.dataset_info(config.dataset, builder)
+  return DataSpec(dataset=config.dataset, input=config.input,
+                  normalize=config.augment.normalize, eval_batch_size=config.eval_batch_size,
+                  seed=config.seed, builder=builder, mesh=mesh,
+                  num_classes=info.num_classes, num_train_examples=info.num_train_examples)
+
+
+class Encoder:
+  """A frozen encoder: the module, its variables, and its jitted feature functions
+  (compiled once per set of layers and reused, also across :meth:`with_variables`)."""
+
+  def __init__(self, module: nn.Module, variables: dict, cache: dict | None = None):
+    self.module = module
+    self.variables = variables
+    self._cache = {} if cache is None else cache
+
+  def with_variables(self, variables: dict) -> Encoder:
+    """The same encoder and compiled functions with other variables (a later step)."""
+    return Encoder(self.module, variables, self._cache)
+
+  def features_fn(self, data: DataSpec, layers: Sequence[str] | None,
+                  max_features: int | None) -> Callable:
+    """The jitted ``(variables, uint8 images) -> {layer: features}`` with the evaluation
+    preprocessing of ``data`` (see :func:`ssl_jax.encoder.representation`)."""
+    inp = data.input
+    key = (tuple(layers or ()), max_features, inp.eval_patch_grid, inp.eval_standardize,
+           data.normalize)
+    if key not in self._cache:
+      self._cache[key] = jax.jit(encoder_lib.representation(
+          inp, data.normalize, self.module, layers, max_features))
+    return self._cache[key]
+
+
+def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
+                 devices: Sequence[jax.Device] | None = None) -> tuple[Encoder, DataSpec]:
+  """The encoder of the newest checkpoint in ``workdir``, and the data of ``config``
+  (default: the run's own config.json), on a mesh over ``devices`` (default: all)."""
+  from ssl_jax import step as step_lib
+  from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
+  saved, module, variables, _ = encoder_lib.restore_encoder(workdir)
+  config = config or saved
+  mesh = step_lib.make_mesh(devices)
+  variables = jax.device_put(variables, step_lib.replicated(mesh))
+  data = data_spec(config, input_pipeline.get_builder(config.dataset), mesh)
+  return Encoder(module, variables), data
+
+
+def run_evaluator(name: str, section: ml_collections.ConfigDict, encoder: Encoder,
+                  data: DataSpec, workdir: str) -> dict[str, float] | None:
+  """Runs the evaluator instance ``name`` (its module is ``section.type``) and prefixes its
+  results with the name: ``{name}/{layer}/{metric}``. None if SIGTERM stopped it."""
+  module = config_lib.import_component('evaluate', section.type)
+  results = module.run(section, encoder, data, workdir)
+  if results is None:
+    return None
+  results = {f'{name}/{key}': value for key, value in results.items()}
+  logging.info('%s: %s', name, format_results(results))
+  return results
+
+
+def format_results(results: dict[str, float]) -> str:
+  """'key value, ...' for a log line."""
+  return ', '.join(f'{key} {value:.4f}' for key, value in sorted(results.items()))

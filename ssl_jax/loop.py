@@ -1,0 +1,123 @@
+"""The one SGD loop: pretraining (ssl_jax/train.py) and every evaluator that trains (linear
+and MLP probes, fine-tuning) run their jitted steps through :func:`run`.
+
+It resumes from the newest checkpoint in its workdir, saves every ``checkpoint_every``
+steps and at the end, logs progress (steps/s, ETA) and the mean metrics every
+``log_every`` steps to TensorBoard and ``metrics.jsonl``, stops on a non-finite loss before
+it can be saved, and on SIGTERM (a preempted TPU) saves and returns so that the same
+command resumes.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+from absl import logging
+from clu import periodic_actions
+import jax
+import numpy as np
+
+from ssl_jax import checkpoint
+from ssl_jax import writers
+
+# Set by SIGTERM; the loop checks it after every step.
+STOP_REQUESTED = threading.Event()
+
+# (state, batch) -> (state, metrics with 'loss').
+Step = Callable[[Any, dict], tuple[Any, dict]]
+# (steps done, state, batch, writer) -> None: summaries, periodic evaluation.
+Hook = Callable[[int, Any, dict, Any], None]
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or infinite."""
+
+
+def _on_sigterm(signum, frame):
+  del signum, frame
+  STOP_REQUESTED.set()
+
+
+def _check_finite(pending: list[tuple[int, dict]], last_saved: int | None, workdir: str):
+  losses = np.asarray(jax.device_get([m['loss'] for _, m in pending]))
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    step = pending[bad[0]][0]
+    kept = (f'the last good checkpoint (step {last_saved}) is kept in {workdir}/checkpoints'
+            if last_saved is not None else 'no checkpoint was written')
+    raise NonFiniteLossError(
+        f'The loss became {losses[bad[0]]} at step {step}; stopping, and {kept}. Lower '
+        'the learning rate (base_lr), lengthen the warm-up, or check the inputs.')
+
+
+def duration(seconds: float) -> str:
+  """'1h02m03s' or '2m03s'."""
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m{seconds:02d}s' if hours else f'{minutes}m{seconds:02d}s'
+
+
+def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dict]], *,
+        total_steps: int, workdir: str, name: str, log_every: int, checkpoint_every: int,
+        keep_checkpoints: int = 3, hook: Hook | None = None) -> tuple[Any, bool]:
+  """Trains ``state`` (a pytree with a ``step`` field, laid out on its devices) to
+  ``total_steps`` in ``workdir``; returns (state, finished). ``finished`` is False when
+  SIGTERM stopped the run after saving (call again to resume).
+
+  ``batches_from(start_step)`` yields the batches from a step on (the input stream is a
+  function of the step, so a resumed run sees the batches an uninterrupted one would).
+  ``hook`` runs after every step. ``name`` prefixes the log lines.
+  """
+  ckpt = checkpoint.Checkpointer(workdir, keep_checkpoints)
+  state = ckpt.restore(state)
+  start = int(state.step)
+  last_saved = ckpt.latest_step()
+  if start >= total_steps:
+    ckpt.save(start, state)  # total_steps=0 keeps the initialisation.
+    ckpt.close()
+    return state, True
+  writer = writers.create(workdir)
+  batches = batches_from(start)
+  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                             every_steps=log_every)
+  STOP_REQUESTED.clear()
+  previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+  pending: list[tuple[int, dict]] = []
+  t_start, finished = time.time(), True
+  try:
+    for step in range(start, total_steps):
+      with jax.profiler.StepTraceAnnotation(name, step_num=step):
+        batch = next(batches)
+        state, metrics = train_step(state, batch)
+      done = step + 1
+      pending.append((done, metrics))
+      progress(done)
+      if hook:
+        hook(done, state, batch, writer)
+      stop = STOP_REQUESTED.is_set()
+      if done % log_every == 0 or done == total_steps or stop:
+        _check_finite(pending, last_saved, workdir)
+        means = {k: float(np.mean([m[k] for _, m in pending])) for k in pending[-1][1]}
+        writer.write_scalars(done, means)
+        rate = (done - start) / (time.time() - t_start)
+        logging.info('%s step %d/%d | loss %.4f | %.2f steps/s | ETA %s', name, done,
+                     total_steps, means['loss'], rate,
+                     duration((total_steps - done) / max(rate, 1e-9)))
+        pending = []
+      if done % checkpoint_every == 0 or done == total_steps or stop:
+        _check_finite(pending, last_saved, workdir)
+        ckpt.save(done, state)
+        last_saved = done
+      if stop:
+        logging.warning('SIGTERM: %s saved step %d; run the same command to resume.', name,
+                        done)
+        finished = False
+        break
+  finally:
+    signal.signal(signal.SIGTERM, previous_handler)
+    ckpt.close()
+    writer.flush()
+  return state, finished
