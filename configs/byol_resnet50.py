@@ -12,7 +12,9 @@ tau_base 0.996 to 1 on a cosine schedule; ResNet50 v1 with global BN (decay 0.9,
 solarisation p 0 / 0.2; ImageNet mean/std. Expected: 74.3% ImageNet linear top-1
 (paper); 72.5% for the 300-epoch preset (epochs=300 sets lr 0.3, wd 1e-6, tau 0.99).
 
-Arguments: k, dataset, batch, epochs, runlocal.
+Arguments: k, dataset, batch, epochs, multicrop (SwAV's 2 x 224 + 6 x 96 views: every
+view predicts the target projections of the two large ones, which alone go through the
+target), runlocal.
 
     python -m ssl_jax.main --config=configs/byol_resnet50.py:runlocal --workdir=/tmp/byol
 
@@ -32,7 +34,7 @@ PRESETS = {40: (0.45, 1e-6, 0.97), 100: (0.45, 1e-6, 0.99), 300: (0.3, 1e-6, 0.9
 
 def get_config(arg: str | None = None):
   """BYOL on ResNet50 v1."""
-  c, args = common.contrastive(arg, task='byol', batch=4096, epochs=1000.0)
+  c, args = common.contrastive(arg, task='byol', batch=4096, epochs=1000.0, multicrop=False)
   lr, wd, tau = PRESETS.get(int(c.total_epochs), PRESETS[1000])
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-5
@@ -54,6 +56,8 @@ def get_config(arg: str | None = None):
   c.optimizer.weight_decay = wd
   c.optimizer.weight_decay_on = 'kernels'
   c.optimizer.warmup_epochs = 10.0
+  if args.multicrop:
+    common.multicrop(c, args.runlocal)
   if args.runlocal:
     common.runlocal_contrastive(c, args.k)
     c.byol.base_ema = 0.99

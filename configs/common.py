@@ -170,6 +170,20 @@ def runlocal_contrastive(c: ConfigDict, k: float = 0.0) -> None:
   c.evals.knn.k = 20
 
 
+def multicrop(c: ConfigDict, runlocal: bool) -> None:
+  """SwAV's multi-crop (Caron et al. 2020, §3.2): the two large crops at area 0.14-1 and
+  six 96-px crops at area 0.05-0.14; in runlocal four 16-px crops of the 32-px images,
+  at area 0.1-0.3 (the 16-unit k=0.25 network sees too little of a 0.05 crop)."""
+  c.input.crop_area = (0.14, 1.0)
+  c.input.local_crops = 6
+  c.input.local_size = 96
+  c.input.local_crop_area = (0.05, 0.14)
+  if runlocal:
+    c.input.local_crops = 4
+    c.input.local_size = 16
+    c.input.local_crop_area = (0.1, 0.3)
+
+
 def colour_strength(c: ConfigDict, s: float) -> None:
   """SimCLR's colour jitter of strength ``s``: brightness, contrast and saturation 0.8s,
   hue 0.2s (reference §1.3)."""

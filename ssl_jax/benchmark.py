@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
+from ssl_jax import config_lib
 from ssl_jax import optim
 from ssl_jax import step as step_lib
 from ssl_jax.evaluate import lbfgs
@@ -35,20 +36,25 @@ LBFGS_N = flags.DEFINE_integer('lbfgs_examples', 10_000, 'Examples for the L-BFG
 LBFGS_D = flags.DEFINE_integer('lbfgs_features', 2048, 'Feature size for L-BFGS (0: skip).')
 
 
+IMAGENET_TRAIN = 1_281_167  # Images in ImageNet's train split: the schedule's epochs.
+
+
 def time_training(config, steps: int) -> dict:
   """Images/s per device of the config's train step on a synthetic batch."""
   mesh = step_lib.make_mesh()
   task = step_lib.import_task(config)
-  tx, schedule = optim.make(config, 1_281_167)
+  per_epoch = optim.steps_per_epoch(config.batch_size, IMAGENET_TRAIN)
+  total = optim.total_steps(config.total_steps, config.total_epochs, per_epoch)
+  tx, schedule = optim.make(config.optimizer, batch_size=config.batch_size,
+                            total_steps=total, steps_per_epoch=per_epoch)
   model = step_lib.build_model(config, task, 1000, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
   rng = np.random.default_rng(0)
-  shape = (config.batch_size,) + step_lib.example_shape(config, task)
-  batch = {'image': rng.integers(0, 256, shape, np.uint8),
-           'label': rng.integers(0, 1000, (config.batch_size,), np.int32)}
+  batch = {key: rng.integers(0, 256, (config.batch_size,) + shape, np.uint8)
+           for key, shape in step_lib.input_shapes(config, task).items()}
+  batch['label'] = rng.integers(0, 1000, (config.batch_size,), np.int32)
   batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh,
-                                        optim.total_steps(config, 1_281_167))
+  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
   t0 = time.perf_counter()
   for _ in range(2):
     state, metrics = train_step(state, batch)
@@ -120,5 +126,11 @@ def main(argv):
             f'{row["sklearn_objective"]:.5f} |')
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, the config file's repository root on sys.path first."""
+  config_lib.add_config_root_to_path(argv)
+  return flags.FLAGS(argv)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

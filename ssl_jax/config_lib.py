@@ -16,7 +16,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from typing import Any
+import sys
+from typing import Any, Sequence
 
 import ml_collections
 
@@ -149,6 +150,17 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
     else:
       result[name] = type(default)(value)
   return result
+
+
+def add_config_root_to_path(argv: Sequence[str]) -> None:
+  """Puts the folder above the ``--config=`` file on sys.path, so that config files import
+  ``configs.common`` from any working directory."""
+  for arg in argv:
+    if arg.startswith('--config='):
+      path = arg.split('=', 1)[1].split(':')[0]
+      root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+      if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 def field_names(config: ConfigDict, prefix: str = '') -> set[str]:

@@ -9,7 +9,6 @@ overridden with --config.FIELD=VALUE. Running the same command again resumes.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -78,10 +77,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   working directory."""
   paths = [a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')]
   keys = [a.split('=')[0][len('--config.'):] for a in argv[1:] if a.startswith('--config.')]
-  if paths:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(paths[0].split(':')[0])))
-    if root not in sys.path:
-      sys.path.insert(0, root)
+  config_lib.add_config_root_to_path(argv)
   if paths and keys:
     valid = config_lib.field_names(_load_config(paths[0]))
     unknown = [key for key in keys if key not in valid]

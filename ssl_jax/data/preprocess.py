@@ -53,9 +53,9 @@ def _resize(image: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def train_crop(image: tf.Tensor, seed: tf.Tensor, inp: ml_collections.ConfigDict,
-               size: int | None = None, area: tuple[float, float] | None = None
+               output_size: int | None = None, area: tuple[float, float] | None = None
                ) -> tf.Tensor:
-  """Random crop and flip of the ``input`` section ``inp`` to ``size`` (default
+  """Random crop and flip of the ``input`` section ``inp`` to ``output_size`` (default
   ``inp.image_size``), uint8.
 
   'inception': slim's distorted bounding box (min object covered 0.1, 100 attempts,
@@ -72,7 +72,7 @@ def train_crop(image: tf.Tensor, seed: tf.Tensor, inp: ml_collections.ConfigDict
         area_range=tuple(area or inp.crop_area), max_attempts=100,
         use_image_if_no_bounding_boxes=True)
     image = tf.slice(image, begin, size)
-  image = _resize(image, size or inp.image_size)
+  image = _resize(image, output_size or inp.image_size)
   if inp.flip:
     image = tf.image.stateless_random_flip_left_right(image, seed_flip)
   return image

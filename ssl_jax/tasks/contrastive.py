@@ -40,8 +40,8 @@ def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
   example = {'image': tf.stack(crops), 'label': features['label']}
   if inp.local_crops:
     example['local_image'] = tf.stack([
-        pp.train_crop(features['image'], seeds[NUM_VIEWS + i], inp, size=inp.local_size,
-                      area=inp.local_crop_area) for i in range(inp.local_crops)])
+        pp.train_crop(features['image'], seeds[NUM_VIEWS + i], inp,
+                      output_size=inp.local_size, area=inp.local_crop_area) for i in range(inp.local_crops)])
   return example
 
 
