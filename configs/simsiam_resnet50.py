@@ -19,7 +19,7 @@ large crops at area 0.14-1), runlocal.
 
 runlocal: the shipped CIFAR-10 subset at 32 px (no blur), ResNet50 v1 at k=0.25 with
 identity-initialised residual units, projector 512, predictor 128, SGD peak lr 0.2,
-1,000 steps; with multicrop four 16-px small crops and 600 steps. Measured results are in
+1,000 steps; with multicrop four 16-px small crops and 600 steps (common.py). Measured results are in
 the README's runlocal table (benchmarks/runlocal_evidence.sh).
 """
 
@@ -52,6 +52,4 @@ def get_config(arg: str | None = None):
     c.simsiam.proj_dim = 512
     c.simsiam.pred_hidden = 128
     c.optimizer.base_lr = 0.8  # Peak 0.2 at batch 64, as MoCo's runlocal.
-    if args.multicrop:
-      c.total_steps = 600  # The small views cost half as much again per step.
   return config_lib.lock(c)

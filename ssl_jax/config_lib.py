@@ -182,6 +182,11 @@ def from_json(text: str) -> ConfigDict:
   """Reads a config saved by :func:`to_json` (locked), restoring tuples where the
   defaults have them; a key the defaults lack fails naming it."""
   loaded = json.loads(text)
+  if not isinstance(loaded.get('evals'), dict):
+    raise ValueError('This config.json was written before components owned their config '
+                     'sections (its evals is a list of names, not named instances): '
+                     'retrain with this version, or evaluate it with the ssl_jax commit '
+                     '7ea9506 that wrote it.')
   config = run_config(loaded['task'])
   for name, section in loaded.get('evals', {}).items():
     config.evals[name] = evaluator(section['type'])

@@ -63,9 +63,8 @@ def _periodic_evaluations(config: ml_collections.ConfigDict, model: step_lib.Mod
         results = context_lib.run_evaluator(
             name, section, encoder.with_variables(variables), data,
             os.path.join(workdir, 'evals', f'{name}_step{done}'))
-        if results:
+        if results:  # run_evaluator has logged them.
           writer.write_scalars(done, results)
-          logging.info('step %d | %s', done, context_lib.format_results(results))
 
   return hook
 
