@@ -125,13 +125,22 @@ def runlocal(c: ConfigDict, k: float = 0.0) -> None:
   c.image_summary_every = 200
 
 
+def probe_crops(section: ConfigDict, inp: ConfigDict, runlocal: bool) -> None:
+  """An SGD probe instance's (linear, mlp) training crops for a run's ``input`` section:
+  random crops of the image resized to the scale of the test crop (224 -> 256 for the
+  whole-image tasks, 192 -> 224 for the patch tasks, reference §4), or in runlocal 9/8
+  of the crop (32 -> 36, 72 -> 81)."""
+  if runlocal:
+    section.resize = round(inp.image_size * 9 / 8)
+  else:
+    section.resize = round(inp.image_size / inp.eval_crop_fraction)
+
+
 def runlocal_probe(section: ConfigDict) -> None:
-  """An SGD probe instance (linear, mlp) at runlocal's scale: 20 epochs of batch 256 on
-  random 32-px crops of the image resized to 36 px."""
+  """An SGD probe instance (linear, mlp) at runlocal's scale: 20 epochs of batch 256."""
   section.batch_size = 256
   section.total_epochs = 20.0
   section.optimizer.decay_epochs = (12.0, 16.0)
-  section.resize = 36
   section.log_every = 50
 
 
@@ -168,8 +177,7 @@ def runlocal_contrastive(c: ConfigDict, k: float = 0.0) -> None:
   c.model.zero_init_last_bn = True
   c.evals.knn.every = 250
   c.evals.knn.k = 20
-  if c.input.local_crops:
-    c.total_steps = 600  # Multi-crop's small views cost half as much again per step.
+
 
 
 def multicrop(c: ConfigDict, runlocal: bool) -> None:
@@ -199,14 +207,12 @@ def moco(arg: str | None, version: int, exemplar: bool | None = None) -> ConfigD
   runlocal applied if asked. Unlocked."""
   extra = {} if exemplar is not None else {'exemplar': False}
   c, args = contrastive(arg, task='moco', batch=256, epochs=200.0, **extra)
+  # The moco section's defaults are v1's key encoder (m 0.999), queue (65,536) and
+  # shuffled BN over 8 groups.
   c.moco.filter_negatives_by_label = exemplar if exemplar is not None else args.exemplar
   c.moco.temperature = 0.07 if version == 1 else 0.2
   c.moco.mlp = version == 2
-  c.moco.momentum = 0.999
-  c.moco.queue_size = 65_536
-  c.moco.bn_groups = 8
   c.input.crop_area = (0.2, 1.0)
-  c.input.crop_aspect = (3 / 4, 4 / 3)
   c.augment.normalize = 'imagenet'
   c.augment.brightness_mode = 'multiplicative'  # torchvision ColorJitter.
   c.augment.brightness = c.augment.contrast = c.augment.saturation = 0.4

@@ -3,7 +3,7 @@ r"""Jigsaw on ResNet50 v1 k=8 (Revisiting §2.3; Table 2: 44.6 top-1, 68.0 top-5
     python -m ssl_jax.main --config=configs/jigsaw_resnet50.py --workdir=gs://BUCKET/jigsaw
 
 292-px squashed resize, random 255 crop, 3 x 3 cells of 85 px, a random 64-px patch in
-each (random gaps), grey with probability 2/3 per patch (--config.patches.grayscale_per=
+each (random gaps), grey with probability 2/3 per patch (--config.jigsaw.grayscale_per=
 image for the code's per-image coin), per-patch standardisation; the patch backbone (root
 stride 1, stage strides 2, 2, 1), a 1000-d embedding per patch, 8 of the 100 maximal-
 Hamming permutations per step, head 9000 -> 4096 (BN, ReLU, dropout 0.5) -> 100 with

@@ -7,8 +7,9 @@ Reads WORKDIR/config.json of the trained run (its model, dataset and preprocessi
 writes results.json to --workdir. Arguments: workdir (required), protocol (lbfgs, linear
 or mlp; several joined by '+'), layers (end points joined by '+'; default: the
 protocol's), dataset (a TFDS name; default: the run's), epochs (SGD protocols), runlocal
-(the SGD probes at runlocal's scale: 20 epochs on 32-px crops; the default for a run on
-the shipped cifar10_5k). Each protocol becomes an evaluator instance of that name.
+(true, false or auto: the SGD probes at runlocal's scale, 20 epochs of batch 256; auto,
+the default, is true for a run on the shipped cifar10_5k). The probes train on random
+crops of the image resized to the scale of the run's test crop. Each protocol becomes an evaluator instance of that name.
 
 Expected, Revisiting Table 2 (SGD linear, ~500 epochs at batch 2048): Rotation RevNet50
 k=16 55.4, Exemplar ResNet50 v1 k=12 46.0, Rel. Patch Loc. ResNet50 v1 k=8 51.4, Jigsaw
@@ -31,10 +32,12 @@ def get_config(arg: str | None = None):
   if not args.workdir:
     raise ValueError('configs/linear_eval.py needs workdir=PATH, the workdir of a trained '
                      'run (it reads PATH/config.json).')
+  if args.runlocal not in ('auto', 'true', 'false'):
+    raise ValueError(f'runlocal={args.runlocal}: use true, false or auto.')
   config = encoder.read_config(args.workdir)
   config.unlock()
   runlocal = (config.dataset.name == 'cifar10_5k' if args.runlocal == 'auto'
-              else args.runlocal.lower() in ('', '1', 'true', 'yes'))
+              else args.runlocal == 'true')
   config.encoder_workdir = args.workdir
   config.evals = config_lib.ConfigDict()
   for name in args.protocol.split('+'):
@@ -44,6 +47,7 @@ def get_config(arg: str | None = None):
     if args.layers and 'layer' in section:
       section.layer = args.layers.split('+')[-1]
     if name in ('linear', 'mlp'):
+      common.probe_crops(section, config.input, runlocal)
       if runlocal:
         common.runlocal_probe(section)
       if args.epochs:

@@ -38,10 +38,8 @@ def get_config(arg: str | None = None):
   c.model.bn_epsilon = 1e-5
   c.model.zero_init_last_bn = True
   c.augment.normalize = 'unit'
-  c.augment.blur_per = 'batch'
-  c.augment.blur_prob = (0.5, 0.5)
+  c.augment.blur_per = 'batch'  # The augment section's defaults are SimCLR v2's (p 0.5).
   common.colour_strength(c, 1.0)
-  c.simclr.temperature = 0.1
   c.optimizer.name = 'lars'
   c.optimizer.weight_decay_on = 'kernels'  # LARS: BN and biases excluded.
   if args.version == 2:

@@ -112,6 +112,9 @@ def validate(config: ConfigDict) -> None:
   task = import_component('tasks', config.task)
   if hasattr(task, 'validate'):
     task.validate(config[config.task], batch_size=config.batch_size)
+  if config.input.local_crops and not getattr(task, 'MULTICROP', False):
+    raise ValueError(f'input.local_crops={config.input.local_crops}: task {config.task!r} '
+                     'does not use multi-crop views; set --config.input.local_crops=0.')
   for name, section in config.evals.items():
     module = import_component('evaluate', section.type)
     if section.every < 0:

@@ -3,8 +3,8 @@ and MLP probes, fine-tuning) run their jitted steps through :func:`run`.
 
 It resumes from the newest checkpoint in its workdir, saves every ``checkpoint_every``
 steps and at the end, logs progress (steps/s, ETA) and the mean metrics every
-``log_every`` steps to TensorBoard and ``metrics.jsonl``, stops on a non-finite loss before
-it can be saved, and on SIGTERM (a preempted TPU) saves and returns so that the same
+``log_every`` steps to TensorBoard and ``metrics.jsonl``, stops on a non-finite metric
+(loss, gradient norm) or non-finite parameters before they can be saved, and on SIGTERM (a preempted TPU) saves and returns so that the same
 command resumes.
 """
 
@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 from absl import logging
 from clu import periodic_actions
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax import checkpoint
@@ -33,7 +34,7 @@ Hook = Callable[[int, Any, dict, Any], None]
 
 
 class NonFiniteLossError(FloatingPointError):
-  """The loss became NaN or infinite."""
+  """The loss, the gradient norm or the parameters became NaN or infinite."""
 
 
 def _on_sigterm(signum, frame):
@@ -41,16 +42,30 @@ def _on_sigterm(signum, frame):
   STOP_REQUESTED.set()
 
 
-def _check_finite(pending: list[tuple[int, dict]], last_saved: int | None, workdir: str):
-  losses = np.asarray(jax.device_get([m['loss'] for _, m in pending]))
-  bad = np.flatnonzero(~np.isfinite(losses))
-  if bad.size:
-    step = pending[bad[0]][0]
-    kept = (f'the last good checkpoint (step {last_saved}) is kept in {workdir}/checkpoints'
-            if last_saved is not None else 'no checkpoint was written')
-    raise NonFiniteLossError(
-        f'The loss became {losses[bad[0]]} at step {step}; stopping, and {kept}. Lower '
-        'the learning rate (base_lr), lengthen the warm-up, or check the inputs.')
+def _all_finite(state: Any) -> jax.Array:
+  """True when every floating-point leaf of ``state`` is finite (one jitted reduction)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state)
+            if jnp.issubdtype(x.dtype, jnp.floating)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def _check_finite(pending: list[tuple[int, dict]], last_saved: int | None, workdir: str,
+                  state_finite: Callable[[], bool] | None = None, step: int = 0):
+  """Raises NonFiniteLossError when a logged metric (the loss, the gradient norm) or, before
+  a save, a parameter is NaN or infinite: the loss can stay finite while the weights are
+  not."""
+  kept = (f'the last good checkpoint (step {last_saved}) is kept in {workdir}/checkpoints'
+          if last_saved is not None else 'no checkpoint was written')
+  advice = 'Lower the learning rate (base_lr), lengthen the warm-up, or check the inputs.'
+  for (at, _), values in zip(pending, jax.device_get([m for _, m in pending])):
+    bad = sorted(k for k, v in values.items() if not np.all(np.isfinite(v)))
+    if bad:
+      raise NonFiniteLossError(f'{", ".join(bad)} became non-finite at step {at} '
+                               f'({bad[0]} = {values[bad[0]]}); stopping, and {kept}. {advice}')
+  if state_finite is not None and not state_finite():
+    raise NonFiniteLossError(f'The parameters or optimiser state hold NaN or infinite values '
+                             f'at step {step}; stopping without saving them, and {kept}. '
+                             f'{advice}')
 
 
 def duration(seconds: float) -> str:
@@ -80,10 +95,14 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
     ckpt.close()
     return state, True
   writer = writers.create(workdir)
+  all_finite = jax.jit(_all_finite)
   batches = batches_from(start)
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                              every_steps=log_every)
-  STOP_REQUESTED.clear()
+  # A loop started inside another (an evaluator that trains, run from pretraining's hook)
+  # keeps the flag: a SIGTERM that already arrived stops both.
+  if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+    STOP_REQUESTED.clear()
   previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
   pending: list[tuple[int, dict]] = []
   t_start, finished = time.time(), True
@@ -108,7 +127,7 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
                      duration((total_steps - done) / max(rate, 1e-9)))
         pending = []
       if done % checkpoint_every == 0 or done == total_steps or stop:
-        _check_finite(pending, last_saved, workdir)
+        _check_finite(pending, last_saved, workdir, lambda: bool(all_finite(state)), done)
         ckpt.save(done, state)
         last_saved = done
       if stop:

@@ -5,6 +5,7 @@ pretraining loop and every evaluator that trains share it."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +36,9 @@ def config() -> ml_collections.ConfigDict:
   c.decay_epochs = (15.0, 25.0)  # For 'step'; used when decay_steps is empty.
   c.decay_steps = ()
   c.decay_factor = 0.1
+  # Modules (by name, anywhere in the parameter path) trained at the constant peak rate
+  # instead of the schedule: SimSiam's fixed predictor learning rate (--fix-pred-lr).
+  c.constant_lr_modules = ()
   return c
 
 
@@ -145,13 +149,36 @@ def make(opt: ml_collections.ConfigDict, *, batch_size: int, total_steps: int,
   """
   schedule = learning_rate(opt, batch_size=batch_size, total_steps=total_steps,
                            steps_per_epoch=steps_per_epoch)
+  if opt.constant_lr_modules:
+    constant = peak_lr(opt, batch_size)
+    scheduled = _chain(opt, schedule)
+    fixed = _chain(opt, lambda step: jnp.asarray(constant, jnp.float32))
+    return optax.multi_transform({'scheduled': scheduled, 'constant': fixed},
+                                 _lr_labels(opt.constant_lr_modules)), schedule
+  return _chain(opt, schedule), schedule
+
+
+def _lr_labels(modules: tuple[str, ...]) -> Callable:
+  """params -> 'constant' for the parameters inside one of ``modules``, else 'scheduled'."""
+
+  def labels(params):
+    def label(path, _) -> str:
+      names = {str(getattr(p, 'key', '')) for p in path}
+      return 'constant' if names & set(modules) else 'scheduled'
+    return jax.tree_util.tree_map_with_path(label, params)
+
+  return labels
+
+
+def _chain(opt: ml_collections.ConfigDict,
+           schedule: optax.Schedule) -> optax.GradientTransformation:
+  """The optimiser of :func:`make` at the learning rate ``schedule``."""
   if opt.name == 'lars':
     return optax.chain(
         add_weight_decay(opt),
         optax.masked(optax.scale_by_trust_ratio(trust_coefficient=opt.lars_eta), is_kernel),
         optax.scale_by_learning_rate(schedule),
-        optax.trace(decay=opt.momentum, nesterov=opt.nesterov)), schedule
-  tx = optax.chain(
+        optax.trace(decay=opt.momentum, nesterov=opt.nesterov))
+  return optax.chain(
       add_weight_decay(opt),
       optax.sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov))
-  return tx, schedule

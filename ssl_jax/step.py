@@ -1,7 +1,7 @@
 """The pure parts of training: mesh, model, train state and the jitted train step.
 
-Free of tf.data and file I/O, so the benchmark runs it on any accelerator. The loop
-that drives it is ssl_jax/train.py.
+Free of tf.data and file I/O, so the benchmark runs it on any accelerator. Pretraining
+(ssl_jax/train.py) drives it through the one loop (ssl_jax/loop.py).
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def make_summary_fn(config: ml_collections.ConfigDict, task: ModuleType,
   base_key = jax.random.key(config.seed + 1)
 
   def summary_fn(batch: dict, step: jax.Array) -> jax.Array:
-    key_views, _ = jax.random.split(jax.random.fold_in(base_key, step))
+    key_views = jax.random.split(jax.random.fold_in(base_key, step), 3)[0]  # As the step.
     inputs = first_inputs(task.views(batch, key_views, task_sections(config)))[:num_images]
     low = inputs.min(axis=(1, 2, 3), keepdims=True)
     high = inputs.max(axis=(1, 2, 3), keepdims=True)

@@ -42,24 +42,26 @@ def duration(config: ml_collections.ConfigDict, num_train_examples: int) -> tupl
   return optim.total_steps(config.total_steps, config.total_epochs, per_epoch), per_epoch
 
 
-def _periodic_evaluations(config: ml_collections.ConfigDict, model: step_lib.Model,
-                          builder, mesh: jax.sharding.Mesh, workdir: str,
+def _periodic_evaluations(config: ml_collections.ConfigDict, builder,
+                          mesh: jax.sharding.Mesh, workdir: str,
                           total_steps: int) -> loop.Hook | None:
   """The hook that runs every evaluator instance with ``every`` > 0 on the live encoder
-  (Wu et al. 2018's kNN monitor, or a probe), and at the last step, to TensorBoard and
-  metrics.jsonl."""
+  (Wu et al. 2018's kNN monitor, or a probe), to TensorBoard and metrics.jsonl. Not at
+  the last step: every instance runs after training (ssl_jax/main.py)."""
   periodic = {name: section for name, section in config.evals.items() if section.every > 0}
   if not periodic:
     return None
   data = context_lib.data_spec(config, builder, mesh)
-  encoder = context_lib.Encoder(model.encoder, {})  # Compiles its features once.
+  # The encoder as evaluated after training: global BN, whatever groups the task trains
+  # with (a fine-tuning probe must not inherit MoCo's shuffled-BN groups).
+  encoder = context_lib.Encoder(step_lib.build_encoder(config.model), {})
 
   def hook(done: int, state: step_lib.TrainState, batch: dict, writer: Any) -> None:
     del batch
     variables = {'params': state.params['encoder'],
                  'batch_stats': state.batch_stats.get('encoder', {})}
     for name, section in periodic.items():
-      if done % section.every == 0 or done == total_steps:
+      if done % section.every == 0 and done < total_steps and not loop.STOP_REQUESTED.is_set():
         results = context_lib.run_evaluator(
             name, section, encoder.with_variables(variables), data,
             os.path.join(workdir, 'evals', f'{name}_step{done}'))
@@ -89,7 +91,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                info.num_train_examples)
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
   summary_fn = step_lib.make_summary_fn(config, task, mesh)
-  evaluations = _periodic_evaluations(config, model, builder, mesh, workdir, total)
+  evaluations = _periodic_evaluations(config, builder, mesh, workdir, total)
   sections = step_lib.task_sections(config)
 
   def batches_from(start: int):
@@ -97,9 +99,12 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         config.dataset, builder, mesh, lambda f, seed: task.preprocess(f, seed, sections),
         batch_size=config.batch_size, seed=config.seed, start_step=start)
 
+  first_step: list[int] = []  # The first step of this (possibly resumed) run.
+
   def hook(done: int, state: step_lib.TrainState, batch: dict, writer: Any) -> None:
+    first_step[:] = first_step or [done]
     every = config.image_summary_every
-    if every and (done == 1 or done % every == 0):
+    if every and (done == first_step[0] or done % every == 0):
       writer.write_images(done, {'augmented_inputs': np.asarray(
           summary_fn(batch, jnp.asarray(done - 1)))})
     if evaluations:

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
+from ssl_jax import main as main_lib
 from ssl_jax import step as step_lib
-from ssl_jax import train
-from ssl_jax.evaluate import context
 from ssl_jax.evaluate import knn
 
 
@@ -72,13 +71,11 @@ def test_run_on_a_trained_workdir(tmp_path):
   workdir = str(tmp_path / 'run')
   config = tiny_config(total_steps=3, evals=('knn',), **{'evals.knn.every': 2,
                                                          'evals.knn.k': 20})
-  assert train.train(config, workdir)
-  results = context.run_evaluator('knn', config.evals.knn,
-                                  *context.from_workdir(workdir, config), workdir)
+  results = main_lib.run(config, workdir)
   assert set(results) == {'knn/pre_logits/top1', 'knn/pre_logits/top5'}
   assert 0.0 <= results['knn/pre_logits/top1'] <= results['knn/pre_logits/top5'] <= 1.0
-  # The monitor ran every knn.every steps and at the end; at the end it saw the state
-  # that was checkpointed, so it agrees with the evaluator.
+  # The monitor ran every `every` steps of pretraining (step 2); the instance ran again
+  # after training (step 3), on the checkpoint, as an evaluator.
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     rows = [json.loads(line) for line in f if 'knn/' in line]
   assert [r['step'] for r in rows] == [2, 3]

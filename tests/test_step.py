@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import compare_1_and_8_devices
+from conftest import make_optimizer
 from conftest import one_train_step
 from conftest import tiny_config
 from ssl_jax import optim
@@ -67,3 +68,21 @@ def test_weight_decay_only_on_kernels():
   grads = jax.tree.map(jnp.zeros_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
   assert float(updates['conv']['kernel'][0]) == np.float32(1e-4)
+
+
+def test_constant_lr_modules_keep_the_peak_rate():
+  """SimSiam's fixed predictor learning rate: the named modules follow the peak rate,
+  the rest the schedule."""
+  config = tiny_config(total_steps=100, **{
+      'optimizer.schedule': 'cosine', 'optimizer.warmup_steps': 0, 'optimizer.momentum': 0.0,
+      'optimizer.weight_decay': 0.0, 'optimizer.base_lr': 0.1, 'optimizer.lr_scaling': 'none',
+      'optimizer.constant_lr_modules': ('predictor',)})
+  tx, schedule = make_optimizer(config)
+  params = {'head': {'predictor': {'kernel': jnp.ones(2)}, 'projector': {'kernel': jnp.ones(2)}}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  opt_state = tx.init(params)
+  for _ in range(50):
+    updates, opt_state = tx.update(grads, opt_state, params)
+  np.testing.assert_allclose(updates['head']['predictor']['kernel'], -0.1, rtol=1e-6)
+  np.testing.assert_allclose(updates['head']['projector']['kernel'], -schedule(49), rtol=1e-5)
+  assert float(schedule(49)) < 0.06

@@ -14,7 +14,6 @@ import pytest
 import tensorflow as tf
 
 from conftest import compare_1_and_8_devices
-from conftest import progress
 from conftest import sections
 from conftest import tiny_config
 import ssl_jax.tasks
@@ -52,6 +51,7 @@ def test_task_follows_the_contract(name):
     got = list(inspect.signature(getattr(task, function)).parameters)
     assert got == params, (name, function, got)
   assert getattr(task, 'TARGET', 'copy') in ('copy', 'fresh')
+  assert getattr(task, 'MULTICROP', False) in (True, False)
   if hasattr(task, 'TARGET'):  # A second network needs outputs to compare with.
     assert hasattr(task, 'targets')
   assert isinstance(getattr(task, 'SHARDED_STATE', ()), tuple)
@@ -66,8 +66,8 @@ def test_task_follows_the_contract(name):
 @pytest.mark.parametrize('name', TASKS)
 def test_host_preprocess_makes_the_declared_shapes(name):
   task = importlib.import_module(f'ssl_jax.tasks.{name}')
-  overrides = {'input.local_crops': 3, 'input.local_size': 8} if hasattr(
-      task, 'input_shapes') and task.input_shapes is contrastive.input_shapes else {}
+  overrides = ({'input.local_crops': 3, 'input.local_size': 8}
+               if getattr(task, 'MULTICROP', False) else {})
   if name in ('jigsaw', 'relative_patch'):
     overrides.update({'task.resize': 54, 'task.crop': 48, 'task.size': 12})
   config = tiny_config(name, **overrides)
@@ -83,6 +83,13 @@ def test_host_preprocess_makes_the_declared_shapes(name):
 def test_an_unknown_task_lists_the_valid_ones():
   with pytest.raises(ValueError, match='valid names: .*simsiam'):
     config_lib.run_config('simsaim')
+
+
+def test_multicrop_is_refused_where_the_task_ignores_it():
+  config = config_lib.run_config('simclr')
+  config.input.local_crops = 6
+  with pytest.raises(ValueError, match="'simclr' does not use multi-crop"):
+    config_lib.validate(config)
 
 
 def _views_batch(n=8, size=16, local=0, seed=0):
@@ -170,4 +177,6 @@ def test_simsiam_config_is_the_papers_recipe():
   assert c.optimizer.schedule == 'cosine' and c.optimizer.weight_decay == 1e-4
   multicrop = module.get_config('multicrop')
   assert (multicrop.input.local_crops, multicrop.input.local_size) == (6, 96)
-  del progress
+  # The official code: --fix-pred-lr, zero_init_residual=True, PyTorch's BN.
+  assert c.optimizer.constant_lr_modules == ('predictor',)
+  assert c.model.zero_init_last_bn and (c.model.bn_momentum, c.model.bn_epsilon) == (0.9, 1e-5)

@@ -5,6 +5,7 @@ import os
 import signal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -12,6 +13,7 @@ import ssl_jax
 from conftest import tiny_config
 from ssl_jax import checkpoint
 from ssl_jax import main as main_lib
+from ssl_jax import step as step_lib
 from ssl_jax import train
 
 
@@ -66,6 +68,33 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
                                              'optimizer.warmup_steps': 0})
   with pytest.raises(train.NonFiniteLossError, match='last good checkpoint \\(step 2\\)'):
     train.train(exploding, workdir)
+  assert checkpoint.Checkpointer(workdir).latest_step() == 2
+  for a, b in zip(jax.tree.leaves(good), jax.tree.leaves(_params(workdir))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_non_finite_weights_stop_before_they_are_saved(tmp_path, monkeypatch):
+  """The loss can stay finite while the weights are not (a huge learning rate): the
+  parameters are checked before every save."""
+  workdir = str(tmp_path / 'nan_weights')
+  assert train.train(tiny_config(total_steps=2), workdir)
+  good = _params(workdir)
+  make_train_step = step_lib.make_train_step
+
+  def poisoned(*args, **kwargs):
+    train_step = make_train_step(*args, **kwargs)
+
+    def run(state, batch):
+      state, metrics = train_step(state, batch)  # Metrics of the finite parameters.
+      nan = jnp.where(state.step == 4, jnp.nan, 1.0)
+      return state.replace(params=jax.tree.map(lambda x: x * nan, state.params)), metrics
+
+    return run
+
+  monkeypatch.setattr(step_lib, 'make_train_step', poisoned)
+  with pytest.raises(train.NonFiniteLossError,
+                     match='parameters .* at step 4; .*last good checkpoint \\(step 2\\)'):
+    train.train(tiny_config(total_steps=6), workdir)
   assert checkpoint.Checkpointer(workdir).latest_step() == 2
   for a, b in zip(jax.tree.leaves(good), jax.tree.leaves(_params(workdir))):
     np.testing.assert_array_equal(a, b)

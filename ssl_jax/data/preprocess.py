@@ -53,21 +53,22 @@ def _resize(image: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def train_crop(image: tf.Tensor, seed: tf.Tensor, inp: ml_collections.ConfigDict,
-               output_size: int | None = None, area: tuple[float, float] | None = None
-               ) -> tf.Tensor:
+               output_size: int | None = None, area: tuple[float, float] | None = None,
+               min_object_covered: float = 0.1) -> tf.Tensor:
   """Random crop and flip of the ``input`` section ``inp`` to ``output_size`` (default
   ``inp.image_size``), uint8.
 
-  'inception': slim's distorted bounding box (min object covered 0.1, 100 attempts,
+  'inception': slim's distorted bounding box (``min_object_covered`` 0.1, 100 attempts,
   the aspect range of the section and ``area``, default ``inp.crop_area``; Revisiting
   §2.1), bilinear resize. 'resize': the whole image resized. Either is flipped with
-  probability 1/2.
+  probability 1/2. The box must cover ``min_object_covered`` of the image, a floor under
+  the area range: multi-crop's small crops pass 0 (SwAV's crops of 5-14%).
   """
   seed_crop, seed_flip = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   if inp.crop == 'inception':
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-        seed=seed_crop, min_object_covered=0.1,
+        seed=seed_crop, min_object_covered=min_object_covered,
         aspect_ratio_range=tuple(inp.crop_aspect),
         area_range=tuple(area or inp.crop_area), max_attempts=100,
         use_image_if_no_bounding_boxes=True)

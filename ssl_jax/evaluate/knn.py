@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ssl_jax import losses
 from ssl_jax import step as step_lib
 from ssl_jax.evaluate import context as context_lib
 from ssl_jax.evaluate import features as features_lib
-from ssl_jax.tasks import contrastive
 
 # Test examples scored at once: memory is chunk x N_train similarities, split over the
 # mesh (1.3 GB in float32 for ImageNet's 1.28M training images).
@@ -45,8 +45,8 @@ def knn_predict(train_features: jax.Array, train_labels: jax.Array,
   ``k`` larger than the memory bank uses all of it.
   """
   k = min(k, train_features.shape[0])
-  bank = contrastive.l2_normalize(train_features)
-  queries = contrastive.l2_normalize(test_features)
+  bank = losses.l2_normalize(train_features)
+  queries = losses.l2_normalize(test_features)
   num_test = queries.shape[0]
   num_chunks = -(-num_test // chunk)
   queries = jnp.pad(queries, ((0, num_chunks * chunk - num_test), (0, 0)))

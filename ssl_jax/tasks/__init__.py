@@ -40,6 +40,9 @@ Optional:
 ``input_shapes(s) -> dict[str, tuple]``
     The shape of each image-like array of one example after ``preprocess`` (default
     ``{'image': (S, S, 3)}``, S = ``input.image_size``); used to initialise the model.
+``MULTICROP = True``
+    The task's ``views`` use the small crops of multi-crop (``input.local_crops`` > 0 is
+    refused for other tasks).
 ``bn_groups(s, num_devices) -> int``
     How many equal slices of the batch BatchNorm takes its statistics over, in the online
     and the second network alike (default: 1, global BN; ``num_devices`` with

@@ -33,6 +33,7 @@ from ssl_jax.tasks import contrastive
 preprocess = contrastive.preprocess
 input_shapes = contrastive.input_shapes
 TARGET = 'fresh'  # The target network is initialised from its own seed.
+MULTICROP = True  # Every view predicts the target projections of the large ones.
 
 
 def config() -> ml_collections.ConfigDict:

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ssl_jax import losses
 from ssl_jax import tasks
 from ssl_jax.data import augment
 from ssl_jax.models import layers
@@ -41,7 +42,8 @@ def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
   if inp.local_crops:
     example['local_image'] = tf.stack([
         pp.train_crop(features['image'], seeds[NUM_VIEWS + i], inp,
-                      output_size=inp.local_size, area=inp.local_crop_area) for i in range(inp.local_crops)])
+                      output_size=inp.local_size, area=inp.local_crop_area,
+                      min_object_covered=0.0) for i in range(inp.local_crops)])
   return example
 
 
@@ -86,8 +88,8 @@ def cross_view_cosine(predictions: jax.Array, targets: jax.Array) -> jax.Array:
   first), ``targets`` [B, G, d] (G large views). With V = G = 2: the mean of cos(p1, z2)
   and cos(p2, z1), the symmetrised pairs of BYOL and SimSiam; with small views, every
   view predicts both large ones (SwAV's multi-crop pairing)."""
-  p = l2_normalize(predictions)
-  z = l2_normalize(targets)
+  p = losses.l2_normalize(predictions)
+  z = losses.l2_normalize(targets)
   cosines = jnp.einsum('bvd,bgd->bvg', p, z)
   num_views, num_large = p.shape[1], z.shape[1]
   valid = jnp.arange(num_views)[:, None] != jnp.arange(num_large)[None, :]
@@ -98,13 +100,6 @@ def interleave(views: jax.Array) -> jax.Array:
   """[B, V, ...] -> [B * V, ...], image-major: the views of an image stay adjacent, so on
   the same device when the batch is sharded."""
   return views.reshape((-1,) + views.shape[2:])
-
-
-def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """x / max(||x||, eps) over the last axis, in float32 (reference §7.3)."""
-  x = x.astype(jnp.float32)
-  norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
-  return x / jnp.maximum(norm, eps)
 
 
 def ema(target: Any, online: Any, decay: jax.Array | float) -> Any:

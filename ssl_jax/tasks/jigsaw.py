@@ -5,7 +5,7 @@ their embeddings are concatenated in the order of a permutation from a fixed set
 with maximal Hamming distances, and the FC head predicts which permutation it was (a
 100-way classification).
 
-Per step, as the code: ``patches.permutation_subset`` (8) distinct permutations are
+Per step, as the code: ``jigsaw.permutation_subset`` (8) distinct permutations are
 drawn for the whole batch and every image is seen under each of them, so B images give
 9B patch forwards and 8B puzzles. Batch sizes and learning-rate scaling count images.
 """
@@ -42,7 +42,7 @@ def config() -> ml_collections.ConfigDict:
 
 def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
   """Raises ValueError naming the field and the fix."""
-  patches.validate(task_config, batch_size=batch_size)
+  patches.validate(task_config, batch_size=batch_size, name='jigsaw')
 
 
 @functools.lru_cache(maxsize=None)
@@ -105,7 +105,7 @@ def permute(pieces: jax.Array, permutations: jax.Array) -> jax.Array:
 def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
   """Augmented patches as inputs [9B, size, size, 3]; the step's permutations.
 
-  ``patches.permutation_subset`` distinct indices are drawn (without replacement) for the
+  ``jigsaw.permutation_subset`` distinct indices are drawn (without replacement) for the
   whole batch from the views key; ``labels`` [B * P] are these indices tiled image-major,
   so that puzzle b * P + j is image b under permutation ``labels[b * P + j]`` and stays
   on the device of image b. ``permutations`` [P, 9] are the corresponding rows of the

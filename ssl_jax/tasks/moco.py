@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from ssl_jax import losses
 from ssl_jax import tasks
 from ssl_jax.tasks import contrastive
 
@@ -103,7 +104,7 @@ def init_task_state(s: tasks.Sections, params, rng: jax.Array) -> dict:
   """A queue of random unit keys (the key encoder is the loop's ``target_params``)."""
   del params
   queue = jax.random.normal(rng, (s.task.queue_size, s.task.proj_dim), jnp.float32)
-  return {'queue': contrastive.l2_normalize(queue),
+  return {'queue': losses.l2_normalize(queue),
           'queue_labels': jnp.full((s.task.queue_size,), NO_LABEL, jnp.int32),
           'queue_ptr': jnp.zeros((), jnp.int32)}
 
@@ -115,7 +116,7 @@ def shuffled_keys(apply_key_encoder: Callable[[jax.Array], jax.Array], inputs: j
   order = jax.random.permutation(rng, inputs.shape[0]) if shuffle else jnp.arange(
       inputs.shape[0])
   keys = apply_key_encoder(inputs[order])
-  return contrastive.l2_normalize(keys[jnp.argsort(order)])
+  return losses.l2_normalize(keys[jnp.argsort(order)])
 
 
 def targets(task_state: dict, views: dict, rng: jax.Array, s: tasks.Sections,
@@ -131,7 +132,7 @@ def info_nce(queries: jax.Array, keys: jax.Array, queue: jax.Array, temperature:
              ) -> tuple[jax.Array, jax.Array]:
   """(mean loss, accuracy): -log softmax of the positive among [q.k+, q.queue] / T, in
   float32. With labels, queue keys of the query's class are removed (Exemplar)."""
-  q = contrastive.l2_normalize(queries)
+  q = losses.l2_normalize(queries)
   positive = jnp.sum(q * keys, axis=-1, keepdims=True)
   negatives = q @ queue.T.astype(jnp.float32)
   if labels is not None:

@@ -65,20 +65,22 @@ def input_shapes(s: tasks.Sections) -> dict[str, tuple[int, ...]]:
   return {'image': (num_patches(s.task), s.task.size, s.task.size, 3)}
 
 
-def validate(p: ml_collections.ConfigDict, *, batch_size: int = 0) -> None:
-  """Raises ValueError, naming the field, for a patch geometry that cannot work."""
+def validate(p: ml_collections.ConfigDict, *, batch_size: int = 0,
+             name: str = 'jigsaw|relative_patch') -> None:
+  """Raises ValueError, naming the field (in the task's section ``name``), for a patch
+  geometry that cannot work."""
   del batch_size
   if not 0.0 <= p.grayscale <= 1.0:
-    raise ValueError(f'patches.grayscale={p.grayscale} is a probability: use 0..1.')
+    raise ValueError(f'{name}.grayscale={p.grayscale} is a probability: use 0..1.')
   if p.grid < 1 or p.size < 1:
-    raise ValueError(f'patches.grid={p.grid} and patches.size={p.size} must be positive.')
+    raise ValueError(f'{name}.grid={p.grid} and {name}.size={p.size} must be positive.')
   if p.crop > p.resize:
-    raise ValueError(f'patches.crop={p.crop} exceeds patches.resize={p.resize}.')
+    raise ValueError(f'{name}.crop={p.crop} exceeds {name}.resize={p.resize}.')
   if p.crop // p.grid < p.size:
-    raise ValueError(f'patches.size={p.size} does not fit in the cells of patches.crop // '
-                     f'patches.grid = {p.crop} // {p.grid} = {p.crop // p.grid} px.')
+    raise ValueError(f'{name}.size={p.size} does not fit in the cells of {name}.crop // '
+                     f'{name}.grid = {p.crop} // {p.grid} = {p.crop // p.grid} px.')
   if p.grayscale_per not in GRAYSCALE_PER:
-    raise ValueError(f"patches.grayscale_per={p.grayscale_per!r}: use 'patch' or 'image'.")
+    raise ValueError(f"{name}.grayscale_per={p.grayscale_per!r}: use 'patch' or 'image'.")
 
 
 # Host side (TensorFlow).
@@ -100,9 +102,9 @@ def extract_patches(image: tf.Tensor, seed: tf.Tensor, p: ml_collections.ConfigD
                     train: bool = True) -> tf.Tensor:
   """uint8 [H, W, 3] -> uint8 [grid^2, size, size, 3], row-major over the cells.
 
-  Reference §2.3 (table): squashed resize to ``patches.resize``; a ``patches.crop`` crop,
+  Reference §2.3 (table): squashed resize to ``p.resize``; a ``p.crop`` crop,
   random in training and central otherwise; cells of ``crop // grid`` px; in each cell a
-  ``patches.size`` patch at a random offset in [0, cell - size] (the "jitter", 21 px in
+  ``p.size`` patch at a random offset in [0, cell - size] (the "jitter", 21 px in
   the code, so gaps of 0-42 px) or at the central offset (cell - size) // 2 (gaps of
   21 px). ``seed`` is the example's [2] stateless seed.
   """
@@ -152,8 +154,8 @@ def augment_patches(patches: jax.Array, rng: jax.Array,
   """uint8 [B, n, size, size, 3] -> float32 network inputs [B * n, size, size, 3].
 
   Grayscale (reference §2.3, disagreement): with ``grayscale_per='patch'`` (the paper)
-  each patch independently with probability ``patches.grayscale`` (2/3); with
-  ``grayscale_per='image'`` (the code; set ``patches.grayscale=0.66``) one coin per image
+  each patch independently with probability ``p.grayscale`` (2/3); with
+  ``grayscale_per='image'`` (the code; set ``grayscale=0.66``) one coin per image
   shared by its patches. The code greys the whole image before cropping; the luma is a
   per-pixel linear map, so greying its patches gives the same pixels (up to rounding).
   Then per-patch standardisation (x - mean) / max(std, 1/sqrt(N)) of the [0, 1] values

@@ -39,7 +39,7 @@ config = patches.config  # The ``relative_patch`` section: the patch fields.
 
 def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
   """Raises ValueError naming the field and the fix."""
-  patches.validate(task_config, batch_size=batch_size)
+  patches.validate(task_config, batch_size=batch_size, name='relative_patch')
   _check_grid(task_config)
 
 

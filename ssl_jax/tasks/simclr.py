@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from ssl_jax import losses
 from ssl_jax import tasks
 from ssl_jax.tasks import contrastive
 
@@ -69,7 +70,7 @@ def nt_xent(z: jax.Array, temperature: float) -> tuple[jax.Array, jax.Array]:
   directions as the released code (2x the mean over 2N anchors; it sets the LR scale).
   Computed in float32; the mask is a where-select, not a subtraction of 1e9 (§7.3).
   """
-  z = contrastive.l2_normalize(z).reshape(-1, 2, z.shape[-1])
+  z = losses.l2_normalize(z).reshape(-1, 2, z.shape[-1])
   za, zb = z[:, 0], z[:, 1]
   n = za.shape[0]
   labels = jnp.arange(n)

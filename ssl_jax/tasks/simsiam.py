@@ -4,9 +4,9 @@ Two views of each image through one encoder and projector; a predictor maps one 
 projection to the other's, which is held fixed (stop-gradient). No negatives, no
 momentum encoder: the stop-gradient alone prevents collapse (paper §4).
 
-- Projector (the official main_simsiam.py): Dense(2048, no bias) -> BN -> ReLU ->
-  Dense(2048, no bias) -> BN -> ReLU -> Dense(2048, no bias) -> BN without affine
-  parameters.
+- Projector (the official main_simsiam.py): Dense(W, no bias) -> BN -> ReLU ->
+  Dense(W, no bias) -> BN -> ReLU -> Dense(2048, no bias) -> BN without affine
+  parameters, W the encoder's width (2048 for ResNet-50).
 - Predictor: Dense(512, no bias) -> BN -> ReLU -> Dense(2048, with bias): the 2048 -> 512
   -> 2048 bottleneck of §3.
 - Loss (Eq. 1-2): L = 1/2 D(p1, sg(z2)) + 1/2 D(p2, sg(z1)), D(p, z) = -cos(p, z); its
@@ -30,12 +30,14 @@ from ssl_jax.tasks import contrastive
 
 preprocess = contrastive.preprocess
 input_shapes = contrastive.input_shapes
+MULTICROP = True  # Every view predicts the projections of the large ones.
 
 
 def config() -> ml_collections.ConfigDict:
   """The ``simsiam`` section (paper §3, the official code's defaults)."""
   c = ml_collections.ConfigDict()
-  c.proj_dim = 2048  # Projector width and output (the encoder's fc dimension).
+  c.proj_hidden = 0  # Projector hidden width; 0: the encoder's (pre_logits) width.
+  c.proj_dim = 2048  # Projector output, the predictor's input and output.
   c.pred_hidden = 512  # Predictor bottleneck.
   return c
 
@@ -57,6 +59,7 @@ def standardize_batch(x: jax.Array, epsilon: float) -> jax.Array:
 
 class Head(nn.Module):
   """Projector and predictor on pre_logits; returns both outputs."""
+  proj_hidden: int
   proj_dim: int
   pred_hidden: int
   bn_momentum: float
@@ -65,8 +68,9 @@ class Head(nn.Module):
   @nn.compact
   def __call__(self, end_points: dict, views: dict, train: bool) -> dict:
     del views
+    width = self.proj_hidden or end_points['pre_logits'].shape[-1]
     projection = contrastive.MLP(
-        hidden=(self.proj_dim, self.proj_dim), output=self.proj_dim, hidden_bn=True,
+        hidden=(width, width), output=self.proj_dim, hidden_bn=True,
         hidden_bias=False, output_bn=False, output_bias=False, bn_momentum=self.bn_momentum,
         bn_epsilon=self.bn_epsilon, name='projector')(end_points['pre_logits'], train)
     projection = standardize_batch(projection, self.bn_epsilon)
@@ -80,7 +84,8 @@ class Head(nn.Module):
 def make_head(s: tasks.Sections, num_classes: int) -> nn.Module:
   """Projector and predictor of the ``simsiam`` section."""
   del num_classes
-  return Head(s.task.proj_dim, s.task.pred_hidden, s.model.bn_momentum, s.model.bn_epsilon)
+  return Head(s.task.proj_hidden, s.task.proj_dim, s.task.pred_hidden, s.model.bn_momentum,
+              s.model.bn_epsilon)
 
 
 def negative_cosine_loss(predictions: jax.Array, projections: jax.Array) -> jax.Array:
