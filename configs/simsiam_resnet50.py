@@ -22,8 +22,10 @@ large crops at area 0.14-1), runlocal.
 
 runlocal: the shipped CIFAR-10 subset at 32 px (no blur), ResNet50 v1 at k=0.25,
 projector 128-128-512, predictor 512 -> 128 -> 512, SGD peak lr 0.2,
-1,000 steps; with multicrop also four 16-px small crops (common.py). Measured results are in
-the README's runlocal table (benchmarks/runlocal_evidence.sh).
+1,000 steps, 4.9 minutes on a 2-core CPU (training and evaluation): L-BFGS 31.3% and
+kNN 27.5% on pre_logits against 19.6% and 19.2% at random initialisation; with
+multicrop also four 16-px small crops (common.py), 5.9 minutes: L-BFGS 30.3%, kNN 24.4%
+(measured 2026-11-30, benchmarks/runlocal_evidence.sh).
 """
 
 from configs import common
