@@ -166,6 +166,17 @@ def add_config_root_to_path(argv: Sequence[str]) -> None:
         sys.path.insert(0, root)
 
 
+def flatten(config: ConfigDict, prefix: str = '') -> dict[str, Any]:
+  """{'model.k': 4.0, ...}: every field by its dotted name (tuples as lists)."""
+  values = {}
+  for key, value in config.items():
+    if isinstance(value, ConfigDict):
+      values.update(flatten(value, prefix + key + '.'))
+    else:
+      values[prefix + key] = list(value) if isinstance(value, tuple) else value
+  return values
+
+
 def field_names(config: ConfigDict, prefix: str = '') -> set[str]:
   """Every field as a dotted name ('model.k'), sections included ('model')."""
   names = set()

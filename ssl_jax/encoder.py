@@ -119,6 +119,8 @@ def load_encoder(workdir: str) -> Callable[[np.ndarray], dict]:
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
       raise ValueError(f'Expected uint8 images [N, H, W, 3], got {images.dtype} '
                        f'{images.shape}.')
+    if not images.shape[0]:
+      raise ValueError('Expected at least one image, got an empty batch [0, H, W, 3].')
     return apply(variables, input_pipeline.eval_array_images(images, config.input))
 
   return fn

@@ -94,7 +94,7 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
     ckpt.save(start, state)  # total_steps=0 keeps the initialisation.
     ckpt.close()
     return state, True
-  writer = writers.create(workdir)
+  writer = writers.create(workdir, resume_step=start)
   all_finite = jax.jit(_all_finite)
   batches = batches_from(start)
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
@@ -118,6 +118,7 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
         hook(done, state, batch, writer)
       stop = STOP_REQUESTED.is_set()
       if done % log_every == 0 or done == total_steps or stop:
+        ckpt.check_for_errors()  # A failed background save stops the run here.
         _check_finite(pending, last_saved, workdir)
         means = {k: float(np.mean([m[k] for _, m in pending])) for k in pending[-1][1]}
         writer.write_scalars(done, means)

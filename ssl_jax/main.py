@@ -9,6 +9,8 @@ overridden with --config.FIELD=VALUE. Running the same command again resumes.
 from __future__ import annotations
 
 import os
+import sys
+import traceback
 
 from absl import app
 from absl import flags
@@ -17,6 +19,7 @@ from ml_collections import config_flags
 
 from ssl_jax import checkpoint
 from ssl_jax import config_lib
+from ssl_jax import loop
 from ssl_jax import train
 from ssl_jax import writers
 from ssl_jax.evaluate import context as context_lib
@@ -24,7 +27,16 @@ from ssl_jax.evaluate import context as context_lib
 config_flags.DEFINE_config_file('config', None, 'Config file, arguments after a colon.',
                                 lock_config=True)
 WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs, config.json, results.')
+VERBOSE = flags.DEFINE_bool('verbose', False, 'Print the traceback of an error (it is '
+                            'always written to WORKDIR/error.log).')
+PREEMPTED_EXIT_CODE = flags.DEFINE_integer(
+    'preempted_exit_code', 0, 'Exit status after SIGTERM saved a checkpoint: non-zero makes '
+    'a scheduler that restarts failed jobs restart a preempted one.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+# What a user can fix: printed as one line (the traceback goes to WORKDIR/error.log).
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, checkpoint.CheckpointError,
+               loop.NonFiniteLossError)
 
 
 def run(config, workdir: str) -> dict[str, float] | None:
@@ -32,6 +44,7 @@ def run(config, workdir: str) -> dict[str, float] | None:
   evaluator instance of ``config.evals``; returns the results (None if preempted).
   Evaluators that train checkpoint in ``WORKDIR/evals/<name>``, so a rerun resumes them."""
   config_lib.validate(config)  # Command-line overrides are checked too.
+  train.prepare_workdir(workdir)
   source = config.encoder_workdir or workdir
   if config.encoder_workdir:
     train.save_config(config, workdir)
@@ -61,13 +74,28 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
-  results = run(flags.FLAGS.config, WORKDIR.value)
+  try:
+    results = run(flags.FLAGS.config, WORKDIR.value)
+  except USER_ERRORS as e:
+    if VERBOSE.value:
+      raise
+    _log_traceback(WORKDIR.value)
+    sys.exit(f'ssl_jax: {type(e).__name__}: {e}')
   if results is None:
     print('Stopped by SIGTERM after saving a checkpoint; run the same command to resume.')
-    return
+    sys.exit(PREEMPTED_EXIT_CODE.value)
   for key, value in sorted(results.items()):
     if key.endswith('/top1') and not key.endswith('train_top1'):
       print(f'{key} = {value:.4f}')
+
+
+def _log_traceback(workdir: str) -> None:
+  """Appends the current exception's traceback to WORKDIR/error.log, if it can."""
+  try:
+    with open(os.path.join(workdir, 'error.log'), 'a') as f:
+      f.write(traceback.format_exc() + '\n')
+  except OSError:
+    pass
 
 
 def parse_flags(argv: list[str]) -> list[str]:

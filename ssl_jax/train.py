@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ssl_jax import checkpoint
 from ssl_jax import config_lib
 from ssl_jax import loop
 from ssl_jax import optim
@@ -28,12 +29,65 @@ STOP_REQUESTED = loop.STOP_REQUESTED
 NonFiniteLossError = loop.NonFiniteLossError
 
 
-def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes ``WORKDIR/config.json`` (process 0)."""
-  if jax.process_index() == 0:
+def prepare_workdir(workdir: str) -> None:
+  """Creates ``workdir`` and checks that it is writable, before anything is built."""
+  try:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config_lib.to_json(config))
+    probe = os.path.join(workdir, '.write_test')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f'Cannot create or write the workdir {workdir!r} ({e.strerror}): '
+                     'choose another --workdir.') from None
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str, step: int = 0) -> None:
+  """Writes ``WORKDIR/config.json`` (process 0) and, when it differs from the newest
+  recorded one, ``WORKDIR/configs/step_<step>.json``: the history of the configs and the
+  step at which each took effect, never overwritten."""
+  if jax.process_index() > 0:
+    return
+  text = config_lib.to_json(config)
+  history = os.path.join(workdir, 'configs')
+  os.makedirs(history, exist_ok=True)
+  recorded = sorted(os.listdir(history), key=lambda f: int(f[5:-5]))
+  newest = None
+  if recorded:
+    with open(os.path.join(history, recorded[-1])) as f:
+      newest = f.read()
+  if text != newest:
+    path = os.path.join(history, f'step_{step}.json')
+    if os.path.exists(path):  # Changed again before a step was trained: keep both.
+      path = os.path.join(history, f'step_{step}_{len(recorded)}.json')
+    with open(path, 'w') as f:
+      f.write(text)
+  with open(os.path.join(workdir, 'config.json.tmp'), 'w') as f:
+    f.write(text)
+  os.replace(os.path.join(workdir, 'config.json.tmp'), os.path.join(workdir, 'config.json'))
+
+
+def check_resume(config: ml_collections.ConfigDict, workdir: str, start: int) -> None:
+  """Compares ``config`` with the one a run saved in ``workdir``: a change of the task or
+  the model (what the checkpoint holds) is refused naming the fields; other changes are
+  logged, and recorded by :func:`save_config`."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = config_lib.flatten(config_lib.from_json(f.read()))
+  new = config_lib.flatten(config)
+  changed = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
+  # The task and the model fix what the checkpoint holds (the compute dtype does not).
+  fixed = [k for k in changed if k == 'task' or (k.startswith('model.') and k != 'model.dtype')]
+  if fixed and start > 0:
+    raise ValueError(
+        f'{workdir} holds a run trained to step {start} with another ' +
+        ', '.join(f'{k} ({saved.get(k)!r}, now {new.get(k)!r})' for k in fixed) +
+        ': use a new --workdir, or the config that trained it.')
+  for key in changed:
+    logging.warning('Config change at step %d: %s %r -> %r (recorded in %s/configs).',
+                    start, key, saved.get(key), new.get(key), workdir)
 
 
 def duration(config: ml_collections.ConfigDict, num_train_examples: int) -> tuple[int, int]:
@@ -83,9 +137,11 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   total, per_epoch = duration(config, info.num_train_examples)
   tx, schedule = optim.make(config.optimizer, batch_size=config.batch_size,
                             total_steps=total, steps_per_epoch=per_epoch)
+  start = checkpoint.Checkpointer(workdir).latest_step() or 0
+  check_resume(config, workdir, start)
   model = step_lib.build_model(config, task, info.num_classes, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
-  save_config(config, workdir)
+  save_config(config, workdir, start)
   logging.info('Task %s, %s, %d steps, batch %d over %d devices, %d training images.',
                config.task, config.model.name, total, config.batch_size, mesh.size,
                info.num_train_examples)

@@ -42,11 +42,29 @@ class JsonlWriter(interface.MetricWriter):
     self._file.close()
 
 
-def create(workdir: str) -> interface.MetricWriter:
-  """TensorBoard + JSONL on process 0; logging only on the others."""
+def drop_rows_after(path: str, step: int) -> None:
+  """Removes the rows of a metrics.jsonl written after ``step`` (by a run killed before
+  its next checkpoint), so that the resumed run does not repeat them."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  kept = [line for line in lines
+          if line.strip() and json.loads(line).get('step', 0) <= step]
+  if len(kept) != len(lines):
+    with open(path + '.tmp', 'w') as f:
+      f.writelines(kept)
+    os.replace(path + '.tmp', path)
+
+
+def create(workdir: str, resume_step: int | None = None) -> interface.MetricWriter:
+  """TensorBoard + JSONL on process 0; logging only on the others. With ``resume_step``,
+  rows of metrics.jsonl after that step (from a killed run) are dropped first."""
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(workdir, just_logging=True)
   os.makedirs(workdir, exist_ok=True)
+  if resume_step is not None:
+    drop_rows_after(os.path.join(workdir, 'metrics.jsonl'), resume_step)
   return metric_writers.MultiWriter([
       metric_writers.SummaryWriter(workdir),
       JsonlWriter(os.path.join(workdir, 'metrics.jsonl'))])

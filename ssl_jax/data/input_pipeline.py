@@ -64,9 +64,28 @@ def get_builder(dataset: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   return builder
 
 
+def check_prepared(dataset: ml_collections.ConfigDict, builder: tfds.core.DatasetBuilder,
+                   *splits: str) -> None:
+  """Raises ValueError naming the dataset, the folder searched and the ways to prepare it
+  when a split of ``splits`` (default: train and test) is not prepared."""
+  for split in splits or (dataset.train_split, dataset.test_split):
+    try:
+      builder.info.splits[split]
+    except (KeyError, ValueError):
+      raise ValueError(
+          f'Dataset {dataset.name!r} has no prepared split {split!r} in {builder.data_dir} '
+          f'(dataset.data_dir={dataset.data_dir!r}; prepared splits: '
+          f'{sorted(builder.info.splits.keys()) or "none"}). Prepare it with `tfds build '
+          f'{dataset.name} --data_dir=DIR` (ImageNet needs its manual download in '
+          'DIR/downloads/manual; see the TFDS catalog), point --config.dataset.data_dir at a '
+          'prepared copy, or try the shipped data first with the runlocal argument '
+          '(--config=configs/NAME.py:runlocal).') from None
+
+
 def dataset_info(dataset: ml_collections.ConfigDict,
                  builder: tfds.core.DatasetBuilder) -> DatasetInfo:
   """Class count and split sizes from the builder's metadata."""
+  check_prepared(dataset, builder)
   label = builder.info.features[dataset.label_key]
   return DatasetInfo(
       num_classes=label.num_classes,
