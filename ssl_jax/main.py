@@ -92,6 +92,7 @@ def main(argv):
 def _log_traceback(workdir: str) -> None:
   """Appends the current exception's traceback to WORKDIR/error.log, if it can."""
   try:
+    os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, 'error.log'), 'a') as f:
       f.write(traceback.format_exc() + '\n')
   except OSError:
