@@ -138,6 +138,9 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
         break
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
+    try:
+      writer.flush()
+    except OSError as e:  # A full disk: the checkpoint error below says what to do.
+      logging.warning('Could not flush the metric writers: %s', e)
     ckpt.close()
-    writer.flush()
   return state, finished
