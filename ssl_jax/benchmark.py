@@ -43,10 +43,9 @@ def time_training(config, steps: int) -> dict:
   """Images/s per device of the config's train step on a synthetic batch."""
   mesh = step_lib.make_mesh()
   task = step_lib.import_task(config)
-  per_epoch = optim.steps_per_epoch(config.batch_size, IMAGENET_TRAIN)
-  total = optim.total_steps(config.total_steps, config.total_epochs, per_epoch)
-  tx, schedule = optim.make(config.optimizer, batch_size=config.batch_size,
-                            total_steps=total, steps_per_epoch=per_epoch)
+  tx, schedule, total = optim.for_run(
+      config.optimizer, batch_size=config.batch_size, num_examples=IMAGENET_TRAIN,
+      steps=config.total_steps, epochs=config.total_epochs)
   model = step_lib.build_model(config, task, 1000, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
   rng = np.random.default_rng(0)

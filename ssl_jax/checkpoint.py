@@ -137,6 +137,15 @@ class Checkpointer:
       self.manager.close()
 
 
+def latest_step(workdir: str) -> int | None:
+  """The step of the newest finished checkpoint in ``workdir``, or None."""
+  checkpointer = Checkpointer(workdir)
+  try:
+    return checkpointer.latest_step()
+  finally:
+    checkpointer.close()
+
+
 def restore_raw(workdir: str) -> tuple[int, dict]:
   """(step, state as nested dicts of arrays) of the newest intact checkpoint, without a
   template."""

@@ -50,7 +50,7 @@ def run(config, workdir: str) -> dict[str, float] | None:
     train.save_config(config, workdir)
   elif not train.train(config, workdir):
     return None
-  step = checkpoint.Checkpointer(source).latest_step()
+  step = checkpoint.latest_step(source)
   encoder, data = context_lib.from_workdir(source, config)
   results = {}
   for name, section in config.evals.items():

@@ -158,6 +158,18 @@ def make(opt: ml_collections.ConfigDict, *, batch_size: int, total_steps: int,
   return _chain(opt, schedule), schedule
 
 
+def for_run(opt: ml_collections.ConfigDict, *, batch_size: int, num_examples: int,
+            steps: int, epochs: float):
+  """(optax transformation, schedule, total steps) of a run of ``steps`` steps (>= 0) or
+  else ``epochs`` epochs over ``num_examples`` images in batches of ``batch_size``: what
+  pretraining and every evaluator that trains call."""
+  per_epoch = steps_per_epoch(batch_size, num_examples)
+  total = total_steps(steps, epochs, per_epoch)
+  tx, schedule = make(opt, batch_size=batch_size, total_steps=total,
+                      steps_per_epoch=per_epoch)
+  return tx, schedule, total
+
+
 def _lr_labels(modules: tuple[str, ...]) -> Callable:
   """params -> 'constant' for the parameters inside one of ``modules``, else 'scheduled'."""
 

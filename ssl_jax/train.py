@@ -8,6 +8,7 @@ Evaluator instances with ``every`` > 0 run on the live encoder every that many s
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Sequence
 
 from absl import logging
@@ -24,8 +25,7 @@ from ssl_jax import step as step_lib
 from ssl_jax.data import input_pipeline
 from ssl_jax.evaluate import context as context_lib
 
-# Kept for callers of the earlier API; the loop owns the flag and the error.
-STOP_REQUESTED = loop.STOP_REQUESTED
+# What train() raises when the run becomes non-finite (the loop checks).
 NonFiniteLossError = loop.NonFiniteLossError
 
 
@@ -51,7 +51,8 @@ def save_config(config: ml_collections.ConfigDict, workdir: str, step: int = 0) 
   text = config_lib.to_json(config)
   history = os.path.join(workdir, 'configs')
   os.makedirs(history, exist_ok=True)
-  recorded = sorted(os.listdir(history), key=lambda f: int(f[5:-5]))
+  recorded = sorted(os.listdir(history),
+                    key=lambda f: [int(n) for n in re.findall(r'\d+', f)])
   newest = None
   if recorded:
     with open(os.path.join(history, recorded[-1])) as f:
@@ -88,12 +89,6 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, start: int) ->
   for key in changed:
     logging.warning('Config change at step %d: %s %r -> %r (recorded in %s/configs).',
                     start, key, saved.get(key), new.get(key), workdir)
-
-
-def duration(config: ml_collections.ConfigDict, num_train_examples: int) -> tuple[int, int]:
-  """(total steps, steps per epoch) of the pretraining run."""
-  per_epoch = optim.steps_per_epoch(config.batch_size, num_train_examples)
-  return optim.total_steps(config.total_steps, config.total_epochs, per_epoch), per_epoch
 
 
 def _periodic_evaluations(config: ml_collections.ConfigDict, builder,
@@ -134,10 +129,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   builder = input_pipeline.get_builder(config.dataset)
   info = input_pipeline.dataset_info(config.dataset, builder)
   input_pipeline.per_process_batch(config.batch_size, mesh)  # Fails early if uneven.
-  total, per_epoch = duration(config, info.num_train_examples)
-  tx, schedule = optim.make(config.optimizer, batch_size=config.batch_size,
-                            total_steps=total, steps_per_epoch=per_epoch)
-  start = checkpoint.Checkpointer(workdir).latest_step() or 0
+  tx, schedule, total = optim.for_run(
+      config.optimizer, batch_size=config.batch_size, num_examples=info.num_train_examples,
+      steps=config.total_steps, epochs=config.total_epochs)
+  start = checkpoint.latest_step(workdir) or 0
   check_resume(config, workdir, start)
   model = step_lib.build_model(config, task, info.num_classes, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)

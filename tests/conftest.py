@@ -74,10 +74,10 @@ def one_train_step(config, devices, batch):
 def make_optimizer(config, num_train_examples: int = 1000):
   """(tx, schedule) of the config's optimizer section for a run on that many images."""
   from ssl_jax import optim
-  from ssl_jax import train
-  total, per_epoch = train.duration(config, num_train_examples)
-  return optim.make(config.optimizer, batch_size=config.batch_size, total_steps=total,
-                    steps_per_epoch=per_epoch)
+  tx, schedule, _ = optim.for_run(config.optimizer, batch_size=config.batch_size,
+                                  num_examples=num_train_examples,
+                                  steps=config.total_steps, epochs=config.total_epochs)
+  return tx, schedule
 
 
 def sections(config):

@@ -158,10 +158,9 @@ def fine_tune(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
         'set --config.input.eval_patch_grid=0 to fine-tune on whole images.')
   keep_ids = labelled_ids(section, data)
   num_labelled = data.num_train_examples if keep_ids is None else len(keep_ids)
-  per_epoch = optim.steps_per_epoch(section.batch_size, num_labelled)
-  total = optim.total_steps(section.total_steps, section.total_epochs, per_epoch)
-  tx, _ = optim.make(section.optimizer, batch_size=section.batch_size, total_steps=total,
-                     steps_per_epoch=per_epoch)
+  tx, _, total = optim.for_run(
+      section.optimizer, batch_size=section.batch_size, num_examples=num_labelled,
+      steps=section.total_steps, epochs=section.total_epochs)
   model = Classifier(encoder.module, data.num_classes)
   replicated = step_lib.replicated(data.mesh)
   size = data.input.image_size

@@ -146,10 +146,9 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
   layers: Sequence[str] = tuple(section.layers)
   variables = jax.device_put(encoder.variables, replicated)
   represent = encoder.features_fn(data, layers, section.max_features)
-  per_epoch = optim.steps_per_epoch(section.batch_size, data.num_train_examples)
-  total = optim.total_steps(section.total_steps, section.total_epochs, per_epoch)
-  tx, _ = optim.make(section.optimizer, batch_size=section.batch_size, total_steps=total,
-                     steps_per_epoch=per_epoch)
+  tx, _, total = optim.for_run(
+      section.optimizer, batch_size=section.batch_size, num_examples=data.num_train_examples,
+      steps=section.total_steps, epochs=section.total_epochs)
   probe = Probe(data.num_classes, section.hidden, section.dropout)
   size = data.input.image_size
 
