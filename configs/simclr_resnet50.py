@@ -27,6 +27,7 @@ on pre_logits against 17.5% and 18.2% at random initialisation; measured 2026-11
 
 from configs import common
 from ssl_jax import config_lib
+from ssl_jax.evaluate import finetune
 
 
 def get_config(arg: str | None = None):
@@ -49,6 +50,13 @@ def get_config(arg: str | None = None):
     c.optimizer.weight_decay = 1e-4
     c.optimizer.warmup_epochs = 0.05 * c.total_epochs
     c.augment.brightness_mode = 'multiplicative'
+    # SimCLR v2's semi-supervised evaluation: fine-tuning from the first projection layer
+    # on ImageNet's 1 % and 10 % subsets (on another dataset, that fraction per class).
+    for percent in (1, 10):
+      section = c.evals[f'finetune_{percent}pct'] = finetune.simclr_v2(percent)
+      if args.dataset != 'imagenet2012':
+        section.dataset = ''
+        section.label_fraction = percent / 100
   else:
     c.total_epochs = args.epochs or 1000.0
     c.simclr.proj_layers = 2
@@ -66,4 +74,11 @@ def get_config(arg: str | None = None):
     c.optimizer.base_lr = 3.0
     c.optimizer.lr_scaling = 'none'
     c.optimizer.weight_decay = 1e-4
+    if args.version == 2:
+      # 10 % of the shipped images (408) at batch 64; 1 % would be 4 per class.
+      del c.evals['finetune_1pct']
+      c.evals.finetune_10pct.dataset = ''
+      c.evals.finetune_10pct.label_fraction = 0.1
+      c.evals.finetune_10pct.batch_size = 64
+      c.evals.finetune_10pct.log_every = 50
   return config_lib.lock(c)

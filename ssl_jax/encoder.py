@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -28,13 +28,33 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return config_lib.from_json(f.read())
 
 
-def restore_encoder(workdir: str) -> tuple[ml_collections.ConfigDict, nn.Module, dict, int]:
-  """(config, encoder module, encoder variables, step) of the newest checkpoint."""
+class Restored(NamedTuple):
+  """A trained run's newest checkpoint, split into what the evaluators use."""
+  config: ml_collections.ConfigDict
+  encoder: nn.Module
+  variables: dict  # The encoder's {'params', 'batch_stats'}.
+  head: nn.Module  # The task's head (a projection MLP, a classifier).
+  head_variables: dict  # Its {'params', 'batch_stats'} (SimCLR v2 fine-tunes from them).
+  step: int
+
+
+def restore(workdir: str) -> Restored:
+  """The newest checkpoint of ``workdir`` as encoder and task head (global-BN modules)."""
   config = read_config(workdir)
   step, state = checkpoint.restore_raw(workdir)
-  variables = {'params': state['params']['encoder'],
-               'batch_stats': state['batch_stats']['encoder']}
-  return config, step_lib.build_encoder(config.model), variables, step
+  task = step_lib.import_task(config)
+  part = lambda name: {'params': state['params'].get(name, {}),  # noqa: E731
+                       'batch_stats': state['batch_stats'].get(name, {})}
+  # num_classes only shapes a classifier head, which no evaluator reuses.
+  head = task.make_head(step_lib.task_sections(config), 1)
+  return Restored(config, step_lib.build_encoder(config.model), part('encoder'), head,
+                  part('head'), step)
+
+
+def restore_encoder(workdir: str) -> tuple[ml_collections.ConfigDict, nn.Module, dict, int]:
+  """(config, encoder module, encoder variables, step) of the newest checkpoint."""
+  restored = restore(workdir)
+  return restored.config, restored.encoder, restored.variables, restored.step
 
 
 def pool_to_size(x: jax.Array, max_features: int) -> jax.Array:

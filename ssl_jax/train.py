@@ -103,16 +103,20 @@ def _periodic_evaluations(config: ml_collections.ConfigDict, builder,
   data = context_lib.data_spec(config, builder, mesh)
   # The encoder as evaluated after training: global BN, whatever groups the task trains
   # with (a fine-tuning probe must not inherit MoCo's shuffled-BN groups).
-  encoder = context_lib.Encoder(step_lib.build_encoder(config.model), {})
+  encoder = context_lib.Encoder(
+      step_lib.build_encoder(config.model), {},
+      head=step_lib.import_task(config).make_head(step_lib.task_sections(config),
+                                                  data.num_classes))
 
   def hook(done: int, state: step_lib.TrainState, batch: dict, writer: Any) -> None:
     del batch
-    variables = {'params': state.params['encoder'],
-                 'batch_stats': state.batch_stats.get('encoder', {})}
+    variables, head_variables = (
+        {'params': state.params.get(part, {}), 'batch_stats': state.batch_stats.get(part, {})}
+        for part in ('encoder', 'head'))
     for name, section in periodic.items():
       if done % section.every == 0 and done < total_steps and not loop.STOP_REQUESTED.is_set():
         results = context_lib.run_evaluator(
-            name, section, encoder.with_variables(variables), data,
+            name, section, encoder.with_variables(variables, head_variables), data,
             os.path.join(workdir, 'evals', f'{name}_step{done}'))
         if results:  # run_evaluator has logged them.
           writer.write_scalars(done, results)

@@ -117,3 +117,55 @@ def test_patch_representations_are_refused(random_init, tmp_path):
   encoder, data = context.from_workdir(random_init, config)
   with pytest.raises(ValueError, match='eval_patch_grid'):
     finetune.run(config.evals.finetune, encoder, data, str(tmp_path))
+
+
+@pytest.fixture(scope='module')
+def simclr_init(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('simclr'))
+  assert train.train(tiny_config('simclr', evals=(), total_steps=0,
+                                 **{'task.proj_hidden': 32, 'task.proj_dim': 8}), workdir)
+  return workdir
+
+
+def test_simclr_v2_fine_tunes_from_the_first_projection_layer(simclr_init):
+  # SimCLR v2 (tf2/model.py ProjectionHead): the fine-tuning input is hiddens_list[1],
+  # relu(BN(pre_logits @ W0)) with the pretrained W0 and BN; checked against numpy.
+  config = tiny_config('simclr', evals=('finetune',), **{
+      'evals.finetune.from_projection_layers': 1, 'task.proj_hidden': 32,
+      'task.proj_dim': 8})
+  encoder, data = context.from_workdir(simclr_init, config)
+  projection, variables = finetune.projection_layers(config.evals.finetune, encoder)
+  assert set(variables['params']) == {'hidden0', 'hidden0_bn'}
+  rng = np.random.default_rng(0)
+  features = rng.normal(size=(5, encoder.head_variables['params']['proj']['hidden0']
+                              ['kernel'].shape[0])).astype(np.float32)
+  params, stats = variables['params'], variables['batch_stats']['hidden0_bn']
+  bn = params['hidden0_bn']
+  x = features @ np.asarray(params['hidden0']['kernel'])
+  x = ((x - np.asarray(stats['mean']))
+       / np.sqrt(np.asarray(stats['var']) + config.model.bn_epsilon))
+  expected = np.maximum(x * np.asarray(bn['scale']) + np.asarray(bn['bias']), 0)
+  got = projection.apply(variables, features, train=False)
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_simclr_v2_fine_tuning_trains_the_projection_layer(simclr_init, tmp_path):
+  config = tiny_config('simclr', evals=('finetune',), **{
+      'evals.finetune.from_projection_layers': 1, 'evals.finetune.batch_size': 16,
+      'evals.finetune.total_steps': 2, 'evals.finetune.labels_per_class': 4,
+      'task.proj_hidden': 32, 'task.proj_dim': 8})
+  encoder, data = context.from_workdir(simclr_init, config)
+  variables, results = finetune.fine_tune(config.evals.finetune, encoder, data,
+                                          str(tmp_path / 'ft'))
+  assert results['num_labelled'] == 40
+  before = encoder.head_variables['params']['proj']['hidden0']['kernel']
+  after = variables['params']['projection']['hidden0']['kernel']
+  assert before.shape == after.shape and not np.array_equal(before, after)
+  assert variables['params']['head']['kernel'].shape == (32, 10)
+
+
+def test_projection_layers_need_a_projection_head(random_init, tmp_path):
+  config = tiny_config(evals=('finetune',), **{'evals.finetune.from_projection_layers': 1})
+  encoder, data = context.from_workdir(random_init, config)
+  with pytest.raises(ValueError, match='hidden projection layers'):
+    finetune.run(config.evals.finetune, encoder, data, str(tmp_path))

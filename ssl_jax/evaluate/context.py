@@ -47,16 +47,21 @@ def data_spec(config: ml_collections.ConfigDict, builder: Any,
 
 class Encoder:
   """A frozen encoder: the module, its variables, and its jitted feature functions
-  (compiled once per set of layers and reused, also across :meth:`with_variables`)."""
+  (compiled once per set of layers and reused, also across :meth:`with_variables`).
+  ``head`` is the task's head module and ``head_variables`` its trained variables, where
+  the run has them (SimCLR v2 fine-tunes from the first layer of the projection head)."""
 
-  def __init__(self, module: nn.Module, variables: dict, cache: dict | None = None):
+  def __init__(self, module: nn.Module, variables: dict, cache: dict | None = None,
+               head: nn.Module | None = None, head_variables: dict | None = None):
     self.module = module
     self.variables = variables
+    self.head = head
+    self.head_variables = head_variables
     self._cache = {} if cache is None else cache
 
-  def with_variables(self, variables: dict) -> Encoder:
+  def with_variables(self, variables: dict, head_variables: dict | None = None) -> Encoder:
     """The same encoder and compiled functions with other variables (a later step)."""
-    return Encoder(self.module, variables, self._cache)
+    return Encoder(self.module, variables, self._cache, self.head, head_variables)
 
   def features_fn(self, data: DataSpec, layers: Sequence[str] | None,
                   max_features: int | None) -> Callable:
@@ -77,12 +82,14 @@ def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
   (default: the run's own config.json), on a mesh over ``devices`` (default: all)."""
   from ssl_jax import step as step_lib
   from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
-  saved, module, variables, _ = encoder_lib.restore_encoder(workdir)
-  config = config or saved
+  restored = encoder_lib.restore(workdir)
+  config = config or restored.config
   mesh = step_lib.make_mesh(devices)
-  variables = jax.device_put(variables, step_lib.replicated(mesh))
+  variables, head_variables = jax.device_put(
+      (restored.variables, restored.head_variables), step_lib.replicated(mesh))
   data = data_spec(config, input_pipeline.get_builder(config.dataset), mesh)
-  return Encoder(module, variables), data
+  return Encoder(restored.encoder, variables, head=restored.head,
+                 head_variables=head_variables), data
 
 
 def run_evaluator(name: str, section: ml_collections.ConfigDict, encoder: Encoder,

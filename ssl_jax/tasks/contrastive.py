@@ -126,6 +126,9 @@ class MLP(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   kernel_init: Any = nn.initializers.lecun_normal()
+  # > 0: stop after this many hidden layers and return their ReLU output (SimCLR v2
+  # fine-tunes from the first one: tf2/model.py ProjectionHead, ft_proj_selector=1).
+  hidden_only: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -137,6 +140,8 @@ class MLP(nn.Module):
       if self.hidden_bn:
         x = bn(f'hidden{i}_bn')(x, train)
       x = nn.relu(x)
+      if i + 1 == self.hidden_only:
+        return x.astype(jnp.float32)
     x = nn.Dense(self.output, use_bias=self.output_bias, kernel_init=self.kernel_init,
                  name='output')(x)
     if self.output_bn:
