@@ -38,6 +38,7 @@ def get_config(arg: str | None = None):
   lr, wd, tau = PRESETS.get(int(c.total_epochs), PRESETS[1000])
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-5
+  c.model.conv_init = 'fan_in_truncated'  # Haiku's Conv2D default.
   # The last BN gamma of each unit starts at one (the default; the paper did not use
   # Haiku's zero init); runlocal zero-initialises it (common.runlocal_contrastive).
   c.byol.base_ema = tau

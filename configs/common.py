@@ -15,8 +15,9 @@ from ssl_jax import config_lib
 ConfigDict = config_lib.ConfigDict
 
 # Test splits of the datasets the papers use (TFDS names).
+# iNat21's public_test holds no labels (TFDS gives -1): its labelled test split is val.
 TEST_SPLITS = {'imagenet2012': 'validation', 'places365_small': 'validation',
-               'cifar10_5k': 'test'}
+               'i_naturalist2021': 'val', 'cifar10_5k': 'test'}
 PATCH_TASKS = ('jigsaw', 'relative_patch')
 
 
@@ -201,17 +202,19 @@ def colour_strength(c: ConfigDict, s: float) -> None:
   c.augment.hue = 0.2 * s
 
 
-def moco(arg: str | None, version: int, exemplar: bool | None = None) -> ConfigDict:
-  """The MoCo v1 or v2 recipe (reference contrastive.md §2.1-2.3), with Exemplar's label
-  filter (Zhao et al.) if the ``exemplar`` argument (or ``exemplar=True``) asks for it;
-  runlocal applied if asked. Unlocked."""
-  extra = {} if exemplar is not None else {'exemplar': False}
-  c, args = contrastive(arg, task='moco', batch=256, epochs=200.0, **extra)
-  # The moco section's defaults are v1's key encoder (m 0.999), queue (65,536) and
-  # shuffled BN over 8 groups.
-  c.moco.filter_negatives_by_label = exemplar if exemplar is not None else args.exemplar
-  c.moco.temperature = 0.07 if version == 1 else 0.2
-  c.moco.mlp = version == 2
+def pytorch_resnet(model: ConfigDict) -> None:
+  """torchvision's ResNet (MoCo, SimSiam, the contrastive papers' supervised baseline):
+  BatchNorm2d's momentum 0.1 (a decay of 0.9) and epsilon 1e-5; convs initialised
+  kaiming_normal_(mode='fan_out') (torchvision models/resnet.py)."""
+  model.bn_momentum = 0.9
+  model.bn_epsilon = 1e-5
+  model.conv_init = 'fan_out_normal'
+
+
+def moco_views(c: ConfigDict, version: int) -> None:
+  """MoCo v1's or v2's ("aug+") augmentation (reference contrastive.md §2.1-2.3):
+  torchvision RandomResizedCrop(224, scale=(0.2, 1)), ColorJitter, grayscale, and v2's
+  blur, on ImageNet-normalised inputs."""
   c.input.crop_area = (0.2, 1.0)
   c.augment.normalize = 'imagenet'
   c.augment.brightness_mode = 'multiplicative'  # torchvision ColorJitter.
@@ -223,6 +226,21 @@ def moco(arg: str | None, version: int, exemplar: bool | None = None) -> ConfigD
   c.augment.jitter_prob = 1.0 if version == 1 else 0.8
   c.augment.grayscale_first = version == 1
   c.augment.blur_prob = (0.0, 0.0) if version == 1 else (0.5, 0.5)
+
+
+def moco(arg: str | None, version: int, exemplar: bool | None = None) -> ConfigDict:
+  """The MoCo v1 or v2 recipe (reference contrastive.md §2.1-2.3), with Exemplar's label
+  filter (Zhao et al.) if the ``exemplar`` argument (or ``exemplar=True``) asks for it;
+  runlocal applied if asked. Unlocked."""
+  extra = {} if exemplar is not None else {'exemplar': False}
+  c, args = contrastive(arg, task='moco', batch=256, epochs=200.0, **extra)
+  # The moco section's defaults are v1's key encoder (m 0.999), queue (65,536) and
+  # shuffled BN over 8 groups.
+  c.moco.filter_negatives_by_label = exemplar if exemplar is not None else args.exemplar
+  c.moco.temperature = 0.07 if version == 1 else 0.2
+  c.moco.mlp = version == 2
+  moco_views(c, version)
+  pytorch_resnet(c.model)
   c.optimizer.name = 'sgd'
   c.optimizer.base_lr = 0.03
   c.optimizer.lr_scaling = 'linear'

@@ -5,9 +5,12 @@ Cole et al. 2022 ("When Does Contrastive Visual Representation Learning Work?").
 
 version=2 (default; Cole et al. follow the SimCLR v2 configuration): 3-layer projection
 head, LARS with lr 0.1 x sqrt(B) (6.4 at B=4096), weight decay 1e-4, 800 epochs with a
-5% (40-epoch) warm-up, multiplicative brightness. Expected: 71.7% linear top-1 on
-ImageNet for ResNet50 1x (SimCLR v2 README, with the MoCo memory; 71.1% without, issue
-#77), which ssl_jax does not add.
+5% (40-epoch) warm-up, multiplicative brightness. Expected: 71.1% linear top-1 on
+ImageNet for ResNet50 1x without a memory buffer (google-research/simclr issue #77; the
+README's 71.7% needs SimCLR v2's MoCo-style memory, which ssl_jax does not add); after
+fine-tuning from the first projection layer on 1% / 10% of the labels (the evaluator
+instances finetune_1pct and finetune_10pct), 57.9% / 68.4% (the README's table for
+its released R50 1x checkpoint).
 version=1: the paper's recipe: 2-layer head, LARS lr 0.3 x B/256 (4.8), weight decay
 1e-6, 1000 epochs, 10 warm-up epochs, additive brightness. Expected: 69.3% (paper, Table
 6); 64.5% for the 100-epoch ablation (epochs=100).
@@ -37,6 +40,7 @@ def get_config(arg: str | None = None):
     raise ValueError(f'version={args.version}: SimCLR has versions 1 and 2.')
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-5
+  c.model.conv_init = 'fan_in_truncated'  # resnet.py: VarianceScaling().
   c.model.zero_init_last_bn = True
   c.augment.normalize = 'unit'
   c.augment.blur_per = 'batch'  # The augment section's defaults are SimCLR v2's (p 0.5).

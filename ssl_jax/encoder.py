@@ -33,22 +33,24 @@ class Restored(NamedTuple):
   config: ml_collections.ConfigDict
   encoder: nn.Module
   variables: dict  # The encoder's {'params', 'batch_stats'}.
-  head: nn.Module  # The task's head (a projection MLP, a classifier).
-  head_variables: dict  # Its {'params', 'batch_stats'} (SimCLR v2 fine-tunes from them).
+  head_variables: dict  # The task head's (SimCLR v2 fine-tunes from them).
   step: int
 
 
 def restore(workdir: str) -> Restored:
-  """The newest checkpoint of ``workdir`` as encoder and task head (global-BN modules)."""
+  """The newest checkpoint of ``workdir``: its encoder (a global-BN module) and the
+  variables of encoder and task head."""
   config = read_config(workdir)
   step, state = checkpoint.restore_raw(workdir)
-  task = step_lib.import_task(config)
   part = lambda name: {'params': state['params'].get(name, {}),  # noqa: E731
                        'batch_stats': state['batch_stats'].get(name, {})}
-  # num_classes only shapes a classifier head, which no evaluator reuses.
-  head = task.make_head(step_lib.task_sections(config), 1)
-  return Restored(config, step_lib.build_encoder(config.model), part('encoder'), head,
+  return Restored(config, step_lib.build_encoder(config.model), part('encoder'),
                   part('head'), step)
+
+
+def build_head(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """The task head of a run config (``num_classes``: its dataset's)."""
+  return step_lib.import_task(config).make_head(step_lib.task_sections(config), num_classes)
 
 
 def restore_encoder(workdir: str) -> tuple[ml_collections.ConfigDict, nn.Module, dict, int]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ssl_jax import checkpoint
 from ssl_jax import config_lib
+from ssl_jax import encoder as encoder_lib
 from ssl_jax import loop
 from ssl_jax import optim
 from ssl_jax import step as step_lib
@@ -105,8 +106,7 @@ def _periodic_evaluations(config: ml_collections.ConfigDict, builder,
   # with (a fine-tuning probe must not inherit MoCo's shuffled-BN groups).
   encoder = context_lib.Encoder(
       step_lib.build_encoder(config.model), {},
-      head=step_lib.import_task(config).make_head(step_lib.task_sections(config),
-                                                  data.num_classes))
+      head=encoder_lib.build_head(config, data.num_classes))
 
   def hook(done: int, state: step_lib.TrainState, batch: dict, writer: Any) -> None:
     del batch

@@ -32,17 +32,21 @@ class DataSpec:
   mesh: jax.sharding.Mesh
   num_classes: int
   num_train_examples: int
+  task: str = ''  # The pretext task, and what it reads of the run config (its Sections):
+  sections: Any = None  # the held-out pretext evaluator (evaluate/pretext.py) needs them.
 
 
 def data_spec(config: ml_collections.ConfigDict, builder: Any,
               mesh: jax.sharding.Mesh) -> DataSpec:
   """The :class:`DataSpec` of a run config."""
+  from ssl_jax import step as step_lib
   from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
   info = input_pipeline.dataset_info(config.dataset, builder)
   return DataSpec(dataset=config.dataset, input=config.input,
                   normalize=config.augment.normalize, eval_batch_size=config.eval_batch_size,
                   seed=config.seed, builder=builder, mesh=mesh,
-                  num_classes=info.num_classes, num_train_examples=info.num_train_examples)
+                  num_classes=info.num_classes, num_train_examples=info.num_train_examples,
+                  task=config.task, sections=step_lib.task_sections(config))
 
 
 class Encoder:
@@ -88,8 +92,11 @@ def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
   variables, head_variables = jax.device_put(
       (restored.variables, restored.head_variables), step_lib.replicated(mesh))
   data = data_spec(config, input_pipeline.get_builder(config.dataset), mesh)
-  return Encoder(restored.encoder, variables, head=restored.head,
-                 head_variables=head_variables), data
+  # The trained head fits its own dataset's classes; on another dataset it is left out.
+  same_data = config.dataset.name == restored.config.dataset.name
+  head = encoder_lib.build_head(restored.config, data.num_classes) if same_data else None
+  return Encoder(restored.encoder, variables, head=head,
+                 head_variables=head_variables if same_data else None), data
 
 
 def run_evaluator(name: str, section: ml_collections.ConfigDict, encoder: Encoder,

@@ -23,6 +23,9 @@ def config() -> ml_collections.ConfigDict:
   c.bn_momentum = 0.99
   c.bn_epsilon = 1e-3
   c.zero_init_last_bn = False  # SimCLR's code: last BN gamma of each unit starts at 0.
+  # ResNet conv kernels: 'glorot_uniform' (Revisiting), 'fan_in_truncated' (SimCLR, BYOL)
+  # or 'fan_out_normal' (torchvision: MoCo, SimSiam); see layers.CONV_INITS.
+  c.conv_init = 'glorot_uniform'
   # Revisiting §4.6: a bias-free linear layer that sets the pre_logits size independently
   # of k (0: none, pre_logits is the pooled block4).
   c.representation_size = 0
@@ -34,6 +37,9 @@ def validate(model: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field and the fix."""
   if model.variant not in ('v1', 'v2'):
     raise ValueError(f"model.variant={model.variant!r}: use 'v1' or 'v2'.")
+  if model.conv_init not in ('glorot_uniform', 'fan_in_truncated', 'fan_out_normal'):
+    raise ValueError(f'model.conv_init={model.conv_init!r}: use glorot_uniform, '
+                     'fan_in_truncated or fan_out_normal.')
   if model.vgg_names not in ('paper', 'code'):
     raise ValueError(f"model.vgg_names={model.vgg_names!r}: use 'paper' or 'code'.")
   if model.representation_size < 0:

@@ -11,6 +11,16 @@ import jax.numpy as jnp
 
 # Revisiting code: backbone convs are bias-free with glorot-uniform initialisation.
 conv_init = nn.initializers.glorot_uniform()
+# Each framework's default conv initialiser (model.conv_init): 'glorot_uniform' (TF1
+# layers, the Revisiting code); 'fan_in_truncated' (SimCLR resnet.py
+# VarianceScaling(): scale 1, fan_in, truncated normal; Haiku's Conv2D default, BYOL);
+# 'fan_out_normal' (torchvision resnet.py kaiming_normal_(mode='fan_out',
+# nonlinearity='relu'): N(0, 2 / fan_out); MoCo, SimSiam).
+CONV_INITS = {
+    'glorot_uniform': conv_init,
+    'fan_in_truncated': nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal'),
+    'fan_out_normal': nn.initializers.variance_scaling(2.0, 'fan_out', 'normal'),
+}
 
 
 def fixed_padding(kernel_size: int) -> tuple[int, int]:
@@ -25,13 +35,14 @@ class Conv(nn.Module):
   kernel_size: int
   strides: int = 1
   dtype: Any = jnp.float32
+  init: str = 'glorot_uniform'  # A key of CONV_INITS.
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     pad = fixed_padding(self.kernel_size)
     return nn.Conv(self.features, (self.kernel_size, self.kernel_size),
                    strides=(self.strides, self.strides), padding=(pad, pad), use_bias=False,
-                   kernel_init=conv_init, dtype=self.dtype, name='conv')(x)
+                   kernel_init=CONV_INITS[self.init], dtype=self.dtype, name='conv')(x)
 
 
 class BatchNorm(nn.Module):

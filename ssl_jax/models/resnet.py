@@ -27,19 +27,20 @@ class BottleneckV1(nn.Module):
   bn: Any
   dtype: Any = jnp.float32
   zero_init_last: bool = False
+  conv: Any = layers.Conv
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     dtype = self.dtype
     shortcut = x
     if self.strides > 1 or x.shape[-1] != self.out:
-      shortcut = layers.Conv(self.out, 1, self.strides, dtype, name='proj')(x)
+      shortcut = self.conv(self.out, 1, self.strides, dtype, name='proj')(x)
       shortcut = self.bn(name='proj_bn')(shortcut, train)
-    y = layers.Conv(self.width, 1, 1, dtype, name='conv1')(x)
+    y = self.conv(self.width, 1, 1, dtype, name='conv1')(x)
     y = nn.relu(self.bn(name='bn1')(y, train))
-    y = layers.Conv(self.width, 3, self.strides, dtype, name='conv2')(y)
+    y = self.conv(self.width, 3, self.strides, dtype, name='conv2')(y)
     y = nn.relu(self.bn(name='bn2')(y, train))
-    y = layers.Conv(self.out, 1, 1, dtype, name='conv3')(y)
+    y = self.conv(self.out, 1, 1, dtype, name='conv3')(y)
     scale_init = nn.initializers.zeros if self.zero_init_last else nn.initializers.ones
     y = self.bn(name='bn3', scale_init=scale_init)(y, train)
     return nn.relu(y + shortcut)
@@ -53,6 +54,7 @@ class BottleneckV2(nn.Module):
   strides: int
   bn: Any
   dtype: Any = jnp.float32
+  conv: Any = layers.Conv
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -60,12 +62,12 @@ class BottleneckV2(nn.Module):
     pre = nn.relu(self.bn(name='bn0')(x, train))
     shortcut = x
     if self.strides > 1 or x.shape[-1] != self.out:
-      shortcut = layers.Conv(self.out, 1, self.strides, dtype, name='proj')(pre)
-    y = layers.Conv(self.width, 1, 1, dtype, name='conv1')(pre)
+      shortcut = self.conv(self.out, 1, self.strides, dtype, name='proj')(pre)
+    y = self.conv(self.width, 1, 1, dtype, name='conv1')(pre)
     y = nn.relu(self.bn(name='bn1')(y, train))
-    y = layers.Conv(self.width, 3, self.strides, dtype, name='conv2')(y)
+    y = self.conv(self.width, 3, self.strides, dtype, name='conv2')(y)
     y = nn.relu(self.bn(name='bn2')(y, train))
-    y = layers.Conv(self.out, 1, 1, dtype, name='conv3')(y)
+    y = self.conv(self.out, 1, 1, dtype, name='conv3')(y)
     return y + shortcut
 
 
@@ -82,6 +84,7 @@ class ResNet(nn.Module):
   bn_groups: int = 1
   representation_size: int = 0
   zero_init_last_bn: bool = False  # v1 only: v2 units end in a conv, not a BN.
+  conv_init: str = 'glorot_uniform'  # A key of layers.CONV_INITS.
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -91,9 +94,10 @@ class ResNet(nn.Module):
     unit = BottleneckV2
     if self.variant == 'v1':
       unit = functools.partial(BottleneckV1, zero_init_last=self.zero_init_last_bn)
+    conv = functools.partial(layers.Conv, init=self.conv_init)
     end_points = {}
-    x = layers.Conv(layers.channels(16, self.k), 7, self.root_stride, self.dtype,
-                    name='root')(x.astype(self.dtype))
+    x = conv(layers.channels(16, self.k), 7, self.root_stride, self.dtype,
+             name='root')(x.astype(self.dtype))
     if self.variant == 'v1':
       x = nn.relu(bn(name='root_bn')(x, train))
     x = layers.max_pool_3x3(x)
@@ -102,8 +106,8 @@ class ResNet(nn.Module):
       width = layers.channels(16 * 2**stage, self.k)
       out = layers.channels(64 * 2**stage, self.k)
       for i in range(num_units):
-        x = unit(width, out, stride if i == 0 else 1, bn, self.dtype, name=f'block{stage + 1}_{i}')(
-            x, train)
+        x = unit(width, out, stride if i == 0 else 1, bn, self.dtype, conv=conv,
+                 name=f'block{stage + 1}_{i}')(x, train)
       end_points[f'block{stage + 1}'] = x
     if self.variant == 'v2':
       x = bn(name='final_bn')(x, train)
@@ -122,4 +126,4 @@ def build(model_config: ml_collections.ConfigDict, *, bn_groups: int = 1) -> Res
                 bn_momentum=model_config.bn_momentum, bn_epsilon=model_config.bn_epsilon,
                 bn_groups=bn_groups, representation_size=model_config.representation_size,
                 zero_init_last_bn=model_config.zero_init_last_bn,
-                dtype=jnp.dtype(model_config.dtype))
+                conv_init=model_config.conv_init, dtype=jnp.dtype(model_config.dtype))

@@ -135,8 +135,9 @@ class MLP(nn.Module):
     bn = lambda name, **kw: layers.BatchNorm(  # noqa: E731
         momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name, **kw)
     for i, width in enumerate(self.hidden):
-      x = nn.Dense(width, use_bias=self.hidden_bias, kernel_init=self.kernel_init,
-                   name=f'hidden{i}')(x)
+      # Width 0: the input's width (SimCLR tf2/model.py: num_classes=input_shape[-1]).
+      x = nn.Dense(width or x.shape[-1], use_bias=self.hidden_bias,
+                   kernel_init=self.kernel_init, name=f'hidden{i}')(x)
       if self.hidden_bn:
         x = bn(f'hidden{i}_bn')(x, train)
       x = nn.relu(x)

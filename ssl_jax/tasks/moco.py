@@ -57,7 +57,8 @@ def config() -> ml_collections.ConfigDict:
   c.momentum = 0.999
   c.queue_size = 65_536  # Must be a multiple of batch_size.
   c.mlp = False  # v2: Dense(2048) -> ReLU -> Dense(dim).
-  c.proj_hidden = 2048
+  # 0: the width of pre_logits (moco/builder.py: dim_mlp = fc.weight.shape[1], 2048).
+  c.proj_hidden = 0
   c.proj_dim = 128
   # BN in both encoders takes its statistics over bn_groups equal slices of the batch
   # (the reference's 8 GPUs of 32 images; 0: one group per device). The BatchNorm leak

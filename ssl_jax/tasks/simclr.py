@@ -30,7 +30,9 @@ def config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.temperature = 0.1
   c.proj_layers = 3  # v1 released head: 2; v2: 3.
-  c.proj_hidden = 2048
+  # 0: the representation's width, 2048 for ResNet50 1x, 4096 at 2x (tf2/model.py
+  # ProjectionHead: num_classes=lambda input_shape: int(input_shape[-1])).
+  c.proj_hidden = 0
   c.proj_dim = 128
   return c
 
@@ -38,6 +40,8 @@ def config() -> ml_collections.ConfigDict:
 def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
   """Raises ValueError naming the field and the fix."""
   del batch_size
+  if task_config.proj_hidden < 0:
+    raise ValueError('simclr.proj_hidden must be >= 0 (0: the width of pre_logits).')
   if task_config.proj_layers < 1:
     raise ValueError('simclr.proj_layers must be >= 1 (v1: 2, v2: 3).')
 
@@ -49,8 +53,9 @@ def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
 
 def make_head(s: tasks.Sections, num_classes: int) -> nn.Module:
   """The projection head on pre_logits (reference §1.2: v1 released as 2 layers, v2 3):
-  bias-free dense layers of ``proj_hidden`` units with BN and ReLU, then a bias-free
-  dense layer to ``proj_dim`` with BN without beta; kernels initialised N(0, 0.01)."""
+  bias-free dense layers of ``proj_hidden`` units (0: as wide as pre_logits) with BN and
+  ReLU, then a bias-free dense layer to ``proj_dim`` with BN without beta; kernels
+  initialised N(0, 0.01)."""
   del num_classes
   c = s.task
   validate(c, batch_size=0)

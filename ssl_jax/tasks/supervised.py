@@ -1,6 +1,8 @@
 """Supervised baseline: softmax cross-entropy on the dataset's labels, with the same
 encoder, crops and colour augmentation as the pretext tasks (``supervised.augment =
-'inception'``) or as the contrastive methods' first view (``'contrastive'``)."""
+'inception'``), as the contrastive methods' first view (``'contrastive'``), or the crop
+and flip alone (``'none'``: the standard ImageNet recipe the contrastive papers compare
+with; configs/supervised_v1_resnet50.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ if TYPE_CHECKING:
 def config() -> ml_collections.ConfigDict:
   """The ``supervised`` section."""
   c = ml_collections.ConfigDict()
-  # Device augmentation: 'inception' (augment.inception_*, the Revisiting tasks') or
-  # 'contrastive' (the augment section's first view: a baseline with the same views).
+  # Device augmentation: 'inception' (augment.inception_*, the Revisiting tasks'),
+  # 'contrastive' (the augment section's first view: a baseline with the same views) or
+  # 'none' (the host crop and flip only, normalised by augment.normalize).
   c.augment = 'inception'
   return c
 
@@ -32,7 +35,7 @@ def config() -> ml_collections.ConfigDict:
 def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
   """Raises ValueError naming the field and the fix."""
   del batch_size
-  config_lib.check_choice(task_config, 'supervised', 'augment', ('inception', 'contrastive'))
+  config_lib.check_choice(task_config, 'supervised', 'augment', ('inception', 'contrastive', 'none'))
 
 
 def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
@@ -45,8 +48,12 @@ def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
 
 
 def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
-  """The Revisiting colour jitter scaled to [-1, 1], or, with supervised.augment =
-  'contrastive', one view of the contrastive methods' augmentation (its first view)."""
+  """The Revisiting colour jitter scaled to [-1, 1]; with supervised.augment =
+  'contrastive', one view of the contrastive methods' augmentation (its first view);
+  with 'none', the host crop normalised by ``augment.normalize``."""
+  if s.task.augment == 'none':
+    return {'inputs': augment.normalize(augment.to_unit(batch['image']), s.augment.normalize),
+            'labels': batch['label']}
   if s.task.augment == 'contrastive':
     inputs = augment.contrastive_views(batch['image'][:, None], rng, s.augment)[:, 0]
     return {'inputs': inputs, 'labels': batch['label']}
