@@ -46,6 +46,8 @@ def revisiting(arg: str | None, *, task: str, model: str, k: float, variant: str
   c.batch_size = args.batch
   # Features of 100k training images (memory).
   c.evals.lbfgs = config_lib.evaluator('lbfgs', num_train_examples=100_000)
+  # The pretext task's own accuracy on held-out images (Fig. 4 plots it against the probe).
+  c.evals.pretext = config_lib.evaluator('pretext')
   if task in PATCH_TASKS:
     if args.model != 'vgg':  # Reference §1.4: VGG keeps its strides on patches.
       c.model.root_stride = 1
