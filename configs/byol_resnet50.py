@@ -42,6 +42,9 @@ def get_config(arg: str | None = None):
   # The last BN gamma of each unit starts at one (the default; the paper did not use
   # Haiku's zero init); runlocal zero-initialises it (common.runlocal_contrastive).
   c.byol.base_ema = tau
+  # Bicubic crops and test crops (byol/utils/dataset.py:201); the host rounds them to uint8
+  # for the transfer (at most 0.5/255 after BYOL's own clip; preprocess.py).
+  c.input.resize = c.input.eval_resize = 'bicubic'
   c.augment.normalize = 'imagenet'
   c.augment.brightness_mode = 'additive'
   c.augment.brightness, c.augment.contrast = 0.4, 0.4

@@ -44,6 +44,12 @@ def revisiting(arg: str | None, *, task: str, model: str, k: float, variant: str
   c.model.dtype = 'bfloat16'  # Accelerators; runlocal sets float32.
   _dataset(c, args.dataset)
   c.batch_size = args.batch
+  # The code's resizes: TF1's bilinear for the pretext crops (slim Inception preprocessing
+  # in fast mode; the patch tasks' squashed resize is their own, preprocess.py:140), and
+  # for the linear evaluation resize_small's area resize, for the probe's training crops
+  # and its test images alike (preprocess.py:62; config/evaluation/*.sh:31).
+  c.input.resize = 'bilinear_tf1'
+  c.input.eval_resize = 'area'
   # Features of 100k training images (memory).
   c.evals.lbfgs = config_lib.evaluator('lbfgs', num_train_examples=100_000)
   # The pretext task's own accuracy on held-out images (Fig. 4 plots it against the probe).
@@ -218,6 +224,9 @@ def moco_views(c: ConfigDict, version: int) -> None:
   torchvision RandomResizedCrop(224, scale=(0.2, 1)), ColorJitter, grayscale, and v2's
   blur, on ImageNet-normalised inputs."""
   c.input.crop_area = (0.2, 1.0)
+  # torchvision's RandomResizedCrop and Resize on PIL images: PIL's anti-aliased bilinear
+  # (main_moco.py:331, 348; main_lincls.py:354, 381).
+  c.input.resize = c.input.eval_resize = 'bilinear_antialias'
   c.augment.normalize = 'imagenet'
   c.augment.brightness_mode = 'multiplicative'  # torchvision ColorJitter.
   c.augment.brightness = c.augment.contrast = c.augment.saturation = 0.4

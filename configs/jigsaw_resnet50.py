@@ -3,12 +3,17 @@ r"""Jigsaw on ResNet50 v1 k=8 (Revisiting §2.3; Table 2: 44.6 top-1, 68.0 top-5
     python -m ssl_jax.main --config=configs/jigsaw_resnet50.py --workdir=gs://BUCKET/jigsaw
 
 292-px squashed resize, random 255 crop, 3 x 3 cells of 85 px, a random 64-px patch in
-each (random gaps), grey with probability 2/3 per patch (--config.jigsaw.grayscale_per=
-image for the code's per-image coin), per-patch standardisation; the patch backbone (root
-stride 1, stage strides 2, 2, 1), a 1000-d embedding per patch, 8 of the 100 maximal-
-Hamming permutations per step, head 9000 -> 4096 (BN, ReLU, dropout 0.5) -> 100 with
-weight decay 5e-4. Batch 128 images. Evaluation: the mean over 9 contiguous 64-px patches
-of a 192-px crop, for every end point. Expected: 44.6 top-1 (SGD linear, Table 2).
+each (random gaps), the whole image grey (RGB mean) with probability 0.66 as the code
+(ssl_jax's former per-patch form: --config.jigsaw.grayscale_per=patch
+--config.jigsaw.grayscale_weights=luma --config.jigsaw.grayscale=0.6667), per-patch
+standardisation of the 0-255 values; the patch backbone (root stride 1, stage strides
+2, 2, 1), a 1000-d embedding per patch, 8 of the 100 maximal-Hamming permutations per
+step, head 9000 -> 4096 (BN, ReLU, dropout 0.5) -> 100 with weight decay 5e-4. Batch 128
+images. Evaluation: the mean over 9 contiguous 64-px patches of a 192-px crop of the
+image area-resized to 224, for every end point. Expected: 44.6 top-1 (SGD linear, Table
+2). The code's own permutation set: --config.jigsaw.permutations_file=PATH of
+permutations_100_max.bin (MehdiNoroozi/JigsawPuzzleSolver); by default ssl_jax's greedy
+set of the same construction and statistics.
 
 Arguments as configs/rotation_resnet50.py (model resnet, variant v1, k default 8).
 """

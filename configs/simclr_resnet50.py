@@ -42,6 +42,9 @@ def get_config(arg: str | None = None):
   c.model.bn_epsilon = 1e-5
   c.model.conv_init = 'fan_in_truncated'  # resnet.py: VarianceScaling().
   c.model.zero_init_last_bn = True
+  # Bicubic crops and test crops on float images (tf2/data_util.py:240-241, 319-320);
+  # the host rounds them to uint8 for the transfer (at most 0.5/255; preprocess.py).
+  c.input.resize = c.input.eval_resize = 'bicubic'
   c.augment.normalize = 'unit'
   c.augment.blur_per = 'batch'  # The augment section's defaults are SimCLR v2's (p 0.5).
   common.colour_strength(c, 1.0)

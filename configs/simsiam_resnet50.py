@@ -38,6 +38,7 @@ def get_config(arg: str | None = None):
   common.pytorch_resnet(c.model)
   c.model.zero_init_last_bn = True
   c.input.crop_area = (0.2, 1.0)
+  c.input.resize = c.input.eval_resize = 'bilinear_antialias'  # PIL, as MoCo (common.py).
   c.augment.normalize = 'imagenet'
   c.augment.brightness_mode = 'multiplicative'  # torchvision ColorJitter.
   c.augment.brightness = c.augment.contrast = c.augment.saturation = 0.4

@@ -88,7 +88,11 @@ def model_input(inp: ml_collections.ConfigDict, normalize: str,
   ``normalize`` (augment.normalize: [-1, 1] for the Revisiting models, [0, 1] for
   SimCLR, ImageNet mean/std for MoCo and BYOL)."""
   if inp.eval_standardize:
-    return augment.standardize(images)
+    # On 0-255 values, as the patch tasks' pretext (ssl_jax/tasks/patches.py) and the
+    # code's evaluation (tf.image.per_image_standardization after an area resize_small of
+    # uint8 images; config/evaluation/jigsaw_or_relative_patch_location.sh:31): the floor
+    # 1/sqrt(N) of the standard deviation depends on the scale.
+    return augment.standardize(images * 255.0)
   return augment.normalize(images, normalize)
 
 

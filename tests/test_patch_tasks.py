@@ -1,6 +1,8 @@
 """Jigsaw and Relative Patch Location: the permutation set, puzzles and pairs, host patch
 extraction, device augmentation, and device-count independence of the train step."""
 
+import struct
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -147,28 +149,92 @@ def test_host_patches_are_sub_images_of_the_crop():
     np.testing.assert_array_equal(piece, resized[top:top + p.size, left:left + p.size])
 
 
-def test_standardisation_and_grayscale():
+def _augmented(batch: np.ndarray, seed: int = 1, **overrides) -> np.ndarray:
+  config = _config(**{f'task.{k}': v for k, v in overrides.items()})
+  out = patches.augment_patches(jnp.asarray(batch), jax.random.key(seed), config.jigsaw)
+  return np.asarray(out).reshape(batch.shape)
+
+
+def _standardized(x: np.ndarray) -> np.ndarray:
+  """tf.image.per_image_standardization's formula per patch, in float64."""
+  mean = x.mean((-3, -2, -1), keepdims=True)
+  std = x.std((-3, -2, -1), keepdims=True)
+  n = np.prod(x.shape[-3:])
+  return (x - mean) / np.maximum(std, 1 / np.sqrt(n))
+
+
+def test_grayscale_is_one_coin_per_image_and_the_rgb_mean():
+  config = _config()
+  assert (config.jigsaw.grayscale, config.jigsaw.grayscale_per,
+          config.jigsaw.grayscale_weights) == (0.66, 'image', 'mean')  # The code's.
+  num_images = 3000
+  batch = np.random.default_rng(0).integers(0, 256, (num_images, 9, 2, 2, 3), np.uint8)
+  out = _augmented(batch)
+  grey = (np.abs(out - out[..., :1]) < 1e-6).all((2, 3, 4))  # [images, 9]
+  assert (grey.all(1) | ~grey.any(1)).all()  # All 9 patches grey, or none.
+  frequency = grey[:, 0].mean()
+  assert abs(frequency - 0.66) < 0.03, frequency  # 3.5 sigma at 3,000 images.
+  mean = np.repeat(batch.astype(np.float64).mean(-1, keepdims=True), 3, -1)
+  np.testing.assert_allclose(out[grey[:, 0]], _standardized(mean)[grey[:, 0]], atol=1e-4)
+  np.testing.assert_allclose(out[~grey[:, 0]], _standardized(batch.astype(np.float64))[
+      ~grey[:, 0]], atol=1e-4)
+  # The former form: per patch, with tf.image.rgb_to_grayscale's luma.
+  luma = _augmented(batch[:200], grayscale_per='patch', grayscale_weights='luma',
+                    grayscale=2 / 3)
+  grey = (np.abs(luma - luma[..., :1]) < 1e-6).all((2, 3, 4))
+  assert (grey.any(1) & ~grey.all(1)).any()  # Mixed images.
+  tf_luma = tf.image.rgb_to_grayscale(batch[:200].astype(np.float32)).numpy()
+  np.testing.assert_allclose(luma[grey][..., :1], _standardized(tf_luma.astype(np.float64))[
+      grey], atol=1e-3)
+  with pytest.raises(ValueError, match='grayscale_weights'):
+    _augmented(batch[:2], grayscale_weights='bt709')
+
+
+def test_patches_are_standardised_on_the_0_255_scale():
+  # Low contrast (std 0.5 grey levels): on [0, 1] values the floor 1/sqrt(N) (2.3 grey
+  # levels here: N = 12 * 12 * 3) would bite; on 0-255 values, as the code, it does not.
   rng = np.random.default_rng(0)
-  batch = jnp.asarray(rng.integers(0, 256, (16, 9, 6, 6, 3)), jnp.uint8)
+  batch = (100 + rng.integers(0, 2, (2, 9, 12, 12, 3))).astype(np.uint8)
+  out = _augmented(batch, grayscale=0.0)
+  expected = tf.image.per_image_standardization(
+      batch.reshape(18, 12, 12, 3).astype(np.float32)).numpy().reshape(batch.shape)
+  np.testing.assert_allclose(out, expected, atol=1e-4)
+  np.testing.assert_allclose(out, _standardized(batch.astype(np.float64)), atol=1e-4)
+  np.testing.assert_allclose(out.std((2, 3, 4)), 1.0, atol=1e-4)
 
-  def augmented(**overrides):
-    config = _config(**{f'task.{k}': v for k, v in overrides.items()})
-    out = np.asarray(patches.augment_patches(batch, jax.random.key(1), config.jigsaw))
-    assert out.shape == (16 * 9, 6, 6, 3)
-    np.testing.assert_allclose(out.mean((1, 2, 3)), 0.0, atol=1e-5)
-    np.testing.assert_allclose(out.std((1, 2, 3)), 1.0, atol=1e-4)
-    return (out == out[..., :1]).all((1, 2, 3)).reshape(16, 9)  # Grey patches.
 
-  assert augmented(grayscale=1.0).all()
-  assert not augmented(grayscale=0.0).any()
-  per_patch = augmented(grayscale=2 / 3, grayscale_per='patch')
-  assert 0.5 < per_patch.mean() < 0.8
-  assert (per_patch.any(1) & ~per_patch.all(1)).any()  # Mixed images.
-  per_image = augmented(grayscale=0.66, grayscale_per='image')
-  assert (per_image.all(1) | ~per_image.any(1)).all()  # All grey or all colour.
-  assert 0 < per_image.all(1).sum() < 16
-  with pytest.raises(ValueError, match='grayscale_per'):
-    augmented(grayscale_per='pixel')
+def _write_permutations(path, perms: np.ndarray, header=None) -> str:
+  """A file in the format of permutations_100_max.bin: int32 header (count, 9), then the
+  1-based indices, little-endian (the code's reader: struct.unpack('<ll') and '<l')."""
+  count, width = header or perms.shape
+  with open(path, 'wb') as f:
+    f.write(struct.pack('<ll', count, width))
+    f.write(struct.pack(f'<{perms.size}l', *(perms.reshape(-1) + 1)))
+  return str(path)
+
+
+def test_permutations_file_round_trip_and_bad_files(tmp_path):
+  perms = np.stack([np.random.default_rng(i).permutation(9) for i in range(5)])
+  path = _write_permutations(tmp_path / 'perms.bin', perms)
+  config = _config(**{'task.permutations_file': path, 'task.num_permutations': 5,
+                      'task.permutation_subset': 3})
+  jigsaw.validate(config.jigsaw, batch_size=16)
+  np.testing.assert_array_equal(jigsaw.permutation_table(config.jigsaw), perms)
+  views = jigsaw.views({'image': jnp.zeros((2, 9, 4, 4, 3), jnp.uint8)}, jax.random.key(0),
+                       sections(config))
+  np.testing.assert_array_equal(views['permutations'], perms[np.asarray(views['labels'][:3])])
+  with pytest.raises(ValueError, match='num_permutations=5'):
+    jigsaw.validate(_config(**{'task.permutations_file': path}).jigsaw, batch_size=16)
+  bad = {'does not exist': None,
+         'must be a permutation': _write_permutations(tmp_path / 'a.bin', perms.clip(0, 7)),
+         'repeats': _write_permutations(tmp_path / 'b.bin', perms[[0, 1, 0]]),
+         'needs': _write_permutations(tmp_path / 'c.bin', perms, header=(6, 9)),
+         'must start': _write_permutations(tmp_path / 'd.bin', perms.reshape(-1, 3),
+                                           header=(15, 3))}
+  for message, bad_path in bad.items():
+    bad_path = bad_path or str(tmp_path / 'absent.bin')
+    with pytest.raises(ValueError, match=f'jigsaw.permutations_file=.*{message}'):
+      jigsaw.read_permutations(bad_path)
 
 
 def test_losses_are_the_mean_cross_entropy():

@@ -131,6 +131,12 @@ def rgb_to_grayscale(image: jax.Array) -> jax.Array:
   return jnp.repeat(luma[..., None], 3, axis=-1)
 
 
+def mean_grayscale(image: jax.Array) -> jax.Array:
+  """The Revisiting code's grey: the RGB mean tiled back to 3 channels (preprocess.py:
+  204-208 get_to_gray_preprocess), for any value scale."""
+  return jnp.broadcast_to(image.mean(-1, keepdims=True), image.shape)
+
+
 def standardize(x: jax.Array, axes: tuple[int, ...] = (-3, -2, -1)) -> jax.Array:
   """tf.image.per_image_standardization over ``axes``: (x - mean) / max(std, 1/sqrt(N)),
   N the number of values standardised together (Revisiting §2: per image or patch)."""

@@ -7,6 +7,27 @@ from __future__ import annotations
 import ml_collections
 import tensorflow as tf
 
+# Resize methods of the ``input`` section. Each computes in float32 from the uint8 image
+# (TF casts before resizing); the result is clipped to [0, 255] and rounded to uint8, so
+# that 1 byte per value travels to the devices. Against the recipes' float images this
+# rounding moves a value by at most 0.5 / 255; the clip is BYOL's (byol/utils/dataset.py:
+# 202, `clip_by_value(image / 255., 0., 1.)` after its bicubic resize), where SimCLR clips
+# its bicubic overshoot only after the colour distortion (tf2/data_util.py:474, 493).
+#   'bilinear': tf.image.resize, half-pixel centres, no anti-aliasing (ssl_jax's default).
+#   'bilinear_tf1': TF1's resize_images (align_corners=False, no half-pixel centres), the
+#     resize of the Revisiting pretext inputs (preprocess.py:140 `tf.image.resize_images
+#     (im, im_size)`; slim inception_preprocessing.py in fast mode).
+#   'bicubic': tf.image.resize BICUBIC (Keys a=-0.5, half-pixel centres), no anti-aliasing:
+#     SimCLR (tf2/data_util.py:240-241 center_crop, 319-320 crop_and_resize; TF1
+#     data_util.py:247, 325 used TF1's resize_bicubic) and BYOL (byol/utils/dataset.py:201).
+#   'area': the box average over each output pixel's footprint (tf.image.resize AREA, the
+#     op of TF1's resize_area with align_corners=False): Revisiting's resize_small for the
+#     linear evaluation, training and test (preprocess.py:62).
+#   'bilinear_antialias': the triangle filter widened by the downscaling factor
+#     (antialias=True), PIL's Image.resize(BILINEAR), which torchvision applies to the PIL
+#     images of MoCo (main_moco.py:331, 348; main_lincls.py:354, 381-382) and SimSiam.
+RESIZE_METHODS = ('bilinear', 'bilinear_tf1', 'bicubic', 'area', 'bilinear_antialias')
+
 
 def config() -> ml_collections.ConfigDict:
   """The ``input`` section: host crops for training and evaluation."""
@@ -16,6 +37,8 @@ def config() -> ml_collections.ConfigDict:
   c.crop_area = (0.05, 1.0)  # Revisiting §2.1: slim Inception crop, fast mode.
   c.crop_aspect = (0.75, 1.333)
   c.flip = True
+  c.resize = 'bilinear'  # Training crops' resize: one of RESIZE_METHODS.
+  c.eval_resize = 'bilinear'  # Evaluation crops' resize (test images, features).
   # Multi-crop (SwAV, Caron et al. 2020): besides the two crops of image_size, this many
   # small crops of local_size px and area local_crop_area (SwAV: 6 x 96 px, 0.05-0.14,
   # with the large crops at 0.14-1), for the two-view methods that take them.
@@ -37,6 +60,9 @@ def validate(inp: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field and the fix."""
   if inp.crop not in ('inception', 'resize'):
     raise ValueError(f"input.crop={inp.crop!r}: use 'inception' or 'resize'.")
+  for field in ('resize', 'eval_resize'):
+    if inp[field] not in RESIZE_METHODS:
+      raise ValueError(f'input.{field}={inp[field]!r}: use one of {RESIZE_METHODS}.')
   if inp.local_crops < 0 or inp.local_size < 1:
     raise ValueError('input.local_crops must be >= 0 (0: no multi-crop) and '
                      'input.local_size positive.')
@@ -47,8 +73,19 @@ def decode(image_bytes: tf.Tensor) -> tf.Tensor:
   return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
 
 
-def _resize(image: tf.Tensor, size: int) -> tf.Tensor:
-  resized = tf.image.resize(image, (size, size), method='bilinear', antialias=False)
+def resize(image: tf.Tensor, size: tuple[int, int] | tf.Tensor, method: str) -> tf.Tensor:
+  """uint8 [H, W, 3] -> uint8 [height, width, 3] for ``size`` (height, width), with one
+  of RESIZE_METHODS (see there), computed in float32 then clipped and rounded."""
+  if method not in RESIZE_METHODS:
+    raise ValueError(f'Resize method {method!r}: use one of {RESIZE_METHODS}.')
+  image = tf.cast(image, tf.float32)
+  if method == 'bilinear_tf1':
+    resized = tf.compat.v1.image.resize(image, size, align_corners=False,
+                                        method=tf.compat.v1.image.ResizeMethod.BILINEAR)
+  elif method == 'bilinear_antialias':
+    resized = tf.image.resize(image, size, method='bilinear', antialias=True)
+  else:
+    resized = tf.image.resize(image, size, method=method, antialias=False)
   return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
@@ -60,20 +97,21 @@ def train_crop(image: tf.Tensor, seed: tf.Tensor, inp: ml_collections.ConfigDict
 
   'inception': slim's distorted bounding box (``min_object_covered`` 0.1, 100 attempts,
   the aspect range of the section and ``area``, default ``inp.crop_area``; Revisiting
-  §2.1), bilinear resize. 'resize': the whole image resized. Either is flipped with
-  probability 1/2. The box must cover ``min_object_covered`` of the image, a floor under
-  the area range: multi-crop's small crops pass 0 (SwAV's crops of 5-14%).
+  §2.1). 'resize': the whole image. Either is resized with ``inp.resize`` and flipped
+  with probability 1/2. The box must cover ``min_object_covered`` of the image, a floor
+  under the area range: multi-crop's small crops pass 0 (SwAV's crops of 5-14%).
   """
   seed_crop, seed_flip = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   if inp.crop == 'inception':
-    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+    begin, box, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
         seed=seed_crop, min_object_covered=min_object_covered,
         aspect_ratio_range=tuple(inp.crop_aspect),
         area_range=tuple(area or inp.crop_area), max_attempts=100,
         use_image_if_no_bounding_boxes=True)
-    image = tf.slice(image, begin, size)
-  image = _resize(image, output_size or inp.image_size)
+    image = tf.slice(image, begin, box)
+  size = output_size or inp.image_size
+  image = resize(image, (size, size), inp.resize)
   if inp.flip:
     image = tf.image.stateless_random_flip_left_right(image, seed_flip)
   return image
@@ -81,23 +119,23 @@ def train_crop(image: tf.Tensor, seed: tf.Tensor, inp: ml_collections.ConfigDict
 
 def eval_image(image: tf.Tensor, inp: ml_collections.ConfigDict) -> tf.Tensor:
   """Central crop of ``inp.eval_crop_fraction`` of the shorter side, resized to
-  ``inp.image_size``, uint8."""
+  ``inp.image_size`` with ``inp.eval_resize``, uint8."""
   shape = tf.shape(image)
   height, width = shape[0], shape[1]
   side = tf.cast(tf.cast(tf.minimum(height, width), tf.float32)
                  * inp.eval_crop_fraction, tf.int32)
   top, left = (height - side) // 2, (width - side) // 2
   image = tf.slice(image, [top, left, 0], [side, side, 3])
-  return _resize(image, inp.image_size)
+  return resize(image, (inp.image_size, inp.image_size), inp.eval_resize)
 
 
-def resize_small_random_crop(image: tf.Tensor, seed: tf.Tensor, resize: int,
-                             size: int) -> tf.Tensor:
-  """Shorter side to ``resize`` (aspect kept), then a random ``size`` crop, uint8: the
-  training augmentation of the Revisiting linear evaluation (reference §4)."""
+def resize_small_random_crop(image: tf.Tensor, seed: tf.Tensor, smaller: int, size: int,
+                             method: str = 'area') -> tf.Tensor:
+  """Shorter side to ``smaller`` (aspect kept), then a random ``size`` crop, uint8: the
+  training augmentation of the Revisiting linear evaluation (reference §4), whose
+  resize_small is an area resize (preprocess.py:45-66)."""
   shape = tf.cast(tf.shape(image)[:2], tf.float32)
-  scale = resize / tf.reduce_min(shape)
+  scale = smaller / tf.reduce_min(shape)
   new_shape = tf.cast(tf.round(shape * scale), tf.int32)
-  resized = tf.image.resize(image, new_shape, method='bilinear', antialias=True)
-  resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-  return tf.image.stateless_random_crop(resized, (size, size, 3), seed)
+  return tf.image.stateless_random_crop(resize(image, new_shape, method), (size, size, 3),
+                                        seed)

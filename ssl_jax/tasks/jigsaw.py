@@ -3,7 +3,8 @@
 The 9 patches of an image (ssl_jax/tasks/patches.py) go through the network one by one;
 their embeddings are concatenated in the order of a permutation from a fixed set of 100
 with maximal Hamming distances, and the FC head predicts which permutation it was (a
-100-way classification).
+100-way classification). The set is the published file ``jigsaw.permutations_file``
+when given (the code's), else ssl_jax's greedy set of the same construction.
 
 Per step, as the code: ``jigsaw.permutation_subset`` (8) distinct permutations are
 drawn for the whole batch and every image is seen under each of them, so B images give
@@ -37,12 +38,22 @@ def config() -> ml_collections.ConfigDict:
   c = patches.config()
   c.num_permutations = 100  # Size of the maximal-Hamming set.
   c.permutation_subset = 8  # Permutations sampled per step.
+  # Path of the published set, permutations_100_max.bin (MehdiNoroozi/JigsawPuzzleSolver),
+  # which the code loads (self_supervision/patch_utils.py:43, 218-234); '': the greedy set
+  # of maximal_hamming_permutations.
+  c.permutations_file = ''
   return c
 
 
 def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
   """Raises ValueError naming the field and the fix."""
   patches.validate(task_config, batch_size=batch_size, name='jigsaw')
+  if task_config.permutations_file:
+    count = len(read_permutations(task_config.permutations_file))
+    if count != task_config.num_permutations:
+      raise ValueError(f'jigsaw.permutations_file={task_config.permutations_file!r} holds '
+                       f'{count} permutations, jigsaw.num_permutations='
+                       f'{task_config.num_permutations}: set num_permutations={count}.')
 
 
 @functools.lru_cache(maxsize=None)
@@ -85,10 +96,53 @@ def maximal_hamming_permutations(num: int = 100, seed: int = 0) -> np.ndarray:
   return _maximal_hamming(num, seed)
 
 
+def read_permutations(path: str) -> np.ndarray:
+  """The permutation set of a file in the format of permutations_100_max.bin, 0-based
+  int32 [count, 9], read-only; cached per path.
+
+  The format, as the code reads it (self_supervision/patch_utils.py:218-234): a header of
+  two little-endian int32, (count, 9), then count x 9 little-endian int32 holding 1-based
+  piece indices (the code subtracts 1). Raises ValueError naming
+  ``jigsaw.permutations_file`` for a missing file or one whose header, size or rows (each a
+  permutation of 1..9, all distinct) do not fit.
+  """
+  return _read_permutations(path)
+
+
+@functools.lru_cache(maxsize=None)
+def _read_permutations(path: str) -> np.ndarray:
+  import tensorflow as tf
+  field = f'jigsaw.permutations_file={path!r}'
+  if not tf.io.gfile.exists(path):
+    raise ValueError(f'{field} does not exist: give the path of permutations_100_max.bin '
+                     "or '' for ssl_jax's greedy set.")
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    data = f.read()
+  words = np.frombuffer(data[:len(data) // 4 * 4], '<i4')
+  if len(data) % 4 or len(words) < 2 or words[1] != NUM_PIECES or words[0] < 1:
+    raise ValueError(f'{field} is not a permutation file: it must start with two int32, '
+                     f'(count, {NUM_PIECES}), then count x {NUM_PIECES} int32.')
+  count = int(words[0])
+  if len(words) != 2 + count * NUM_PIECES:
+    raise ValueError(f'{field} holds {len(data)} bytes; its header ({count}, {NUM_PIECES}) '
+                     f'needs {4 * (2 + count * NUM_PIECES)}.')
+  perms = words[2:].reshape(count, NUM_PIECES).astype(np.int32) - 1
+  if not (np.sort(perms, 1) == np.arange(NUM_PIECES)).all():
+    raise ValueError(f'{field}: every row must be a permutation of the 1-based piece '
+                     f'indices 1..{NUM_PIECES}.')
+  if len(np.unique(perms, axis=0)) != count:
+    raise ValueError(f'{field} repeats a permutation: its labels would be ambiguous.')
+  perms.flags.writeable = False
+  return perms
+
+
 def permutation_table(p: ml_collections.ConfigDict) -> jax.Array:
-  """The task's fixed set, int32 [jigsaw.num_permutations, 9], of the section ``p``."""
+  """The task's fixed set, int32 [jigsaw.num_permutations, 9], of the section ``p``: the
+  file ``p.permutations_file`` if given, else :func:`maximal_hamming_permutations`."""
   if patches.num_patches(p) != NUM_PIECES:
     raise ValueError(f'Jigsaw uses a 3x3 grid (9 pieces); jigsaw.grid={p.grid}.')
+  if p.permutations_file:
+    return jnp.asarray(read_permutations(p.permutations_file))
   return jnp.asarray(maximal_hamming_permutations(p.num_permutations))
 
 

@@ -11,9 +11,10 @@ the pretext evaluation), split into ``grid x grid`` cells of ``crop // grid`` px
 between patches; central offsets for the evaluation). What travels to the devices is
 ``image``: uint8 [grid^2, size, size, 3] per example, patches in row-major cell order.
 
-Device side (jitted): grayscale (per patch, or one coin per image) and per-patch
-standardisation; the patches of a batch become the network inputs, image-major
-[B * grid^2, size, size, 3], so that an image's patches stay on its device.
+Device side (jitted): grayscale (one coin per image and the RGB mean as the code, or per
+patch with luma weights) and per-patch standardisation of the 0-255 values; the patches
+of a batch become the network inputs, image-major [B * grid^2, size, size, 3], so that
+an image's patches stay on its device.
 
 The head embeds every patch with a linear layer on its pre_logits (the backbone's logits
 layer), lets the task combine the embeddings of an image into rows (a jigsaw puzzle, a
@@ -36,7 +37,8 @@ from ssl_jax.models import layers
 if TYPE_CHECKING:
   import tensorflow as tf
 
-GRAYSCALE_PER = ('patch', 'image')
+GRAYSCALE_PER = ('image', 'patch')
+GRAYSCALE_WEIGHTS = ('mean', 'luma')
 
 
 def config() -> ml_collections.ConfigDict:
@@ -46,8 +48,14 @@ def config() -> ml_collections.ConfigDict:
   c.crop = 255  # Random crop (central for evaluation), split into grid^2 cells.
   c.grid = 3
   c.size = 64  # Random patch in each cell (random gaps).
-  c.grayscale = 2.0 / 3.0
-  c.grayscale_per = 'patch'  # 'patch' (paper) or 'image' (code, p=0.66).
+  # Grayscale as the code (config/jigsaw/imagenet.sh:32-35 `--preprocessing resize,
+  # to_gray,crop,crop_patches,standardization --grayscale_probability 0.66`; preprocess.py
+  # :204-217 one coin per image, RGB mean): the setting of Table 2's 44.6 and 51.4. The
+  # paper's text reads as per patch with p 2/3 (reference §2.3, disagreement); ssl_jax's
+  # former form is grayscale=2/3, grayscale_per='patch', grayscale_weights='luma'.
+  c.grayscale = 0.66  # Probability of grey.
+  c.grayscale_per = 'image'  # 'image' (code: one coin for its patches) or 'patch'.
+  c.grayscale_weights = 'mean'  # 'mean' (code) or 'luma' (tf.image.rgb_to_grayscale).
   c.embedding = 1000  # Per-patch linear embedding (the backbone's logits layer).
   c.hidden = 4096  # FC head: hidden units (BN, ReLU, dropout).
   c.dropout = 0.5
@@ -80,7 +88,10 @@ def validate(p: ml_collections.ConfigDict, *, batch_size: int = 0,
     raise ValueError(f'{name}.size={p.size} does not fit in the cells of {name}.crop // '
                      f'{name}.grid = {p.crop} // {p.grid} = {p.crop // p.grid} px.')
   if p.grayscale_per not in GRAYSCALE_PER:
-    raise ValueError(f"{name}.grayscale_per={p.grayscale_per!r}: use 'patch' or 'image'.")
+    raise ValueError(f"{name}.grayscale_per={p.grayscale_per!r}: use 'image' or 'patch'.")
+  if p.grayscale_weights not in GRAYSCALE_WEIGHTS:
+    raise ValueError(f"{name}.grayscale_weights={p.grayscale_weights!r}: use 'mean' or "
+                     "'luma'.")
 
 
 # Host side (TensorFlow).
@@ -89,13 +100,10 @@ def resize_squashed(image: tf.Tensor, size: int) -> tf.Tensor:
   """uint8 [H, W, 3] -> uint8 [size, size, 3], the aspect ratio not kept.
 
   Bilinear as TF1's resize_images (align_corners=False, no half-pixel centres), the
-  resize of the original code (reference §2, common facts).
+  resize of the original code (preprocess.py:140; reference §2, common facts).
   """
-  import tensorflow as tf
-  resized = tf.compat.v1.image.resize(
-      tf.cast(image, tf.float32), [size, size],
-      method=tf.compat.v1.image.ResizeMethod.BILINEAR, align_corners=False)
-  return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+  from ssl_jax.data import preprocess as pp
+  return pp.resize(image, (size, size), 'bilinear_tf1')
 
 
 def extract_patches(image: tf.Tensor, seed: tf.Tensor, p: ml_collections.ConfigDict,
@@ -139,27 +147,31 @@ def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
 
 # Device side (JAX).
 
-def _augment_image_patches(patches: jax.Array, key: jax.Array, probability: float,
-                           per: str) -> jax.Array:
-  """float [n, size, size, 3] in [0, 1], one image's patches: grayscale, standardised."""
-  shape = (patches.shape[0],) if per == 'patch' else ()
-  grey = jax.random.bernoulli(key, probability, shape)
+def _augment_image_patches(patches: jax.Array, key: jax.Array,
+                           p: ml_collections.ConfigDict) -> jax.Array:
+  """float [n, size, size, 3] in [0, 255], one image's patches: grey, standardised."""
+  shape = (patches.shape[0],) if p.grayscale_per == 'patch' else ()
+  grey = jax.random.bernoulli(key, p.grayscale, shape)
   grey = jnp.broadcast_to(grey, (patches.shape[0],))[:, None, None, None]
-  patches = jnp.where(grey, augment.rgb_to_grayscale(patches), patches)
-  return augment.standardize(patches)
+  mean = p.grayscale_weights == 'mean'
+  to_grey = augment.mean_grayscale if mean else augment.rgb_to_grayscale
+  return augment.standardize(jnp.where(grey, to_grey(patches), patches))
 
 
 def augment_patches(patches: jax.Array, rng: jax.Array,
                     p: ml_collections.ConfigDict) -> jax.Array:
   """uint8 [B, n, size, size, 3] -> float32 network inputs [B * n, size, size, 3].
 
-  Grayscale (reference §2.3, disagreement): with ``grayscale_per='patch'`` (the paper)
-  each patch independently with probability ``p.grayscale`` (2/3); with
-  ``grayscale_per='image'`` (the code; set ``grayscale=0.66``) one coin per image
-  shared by its patches. The code greys the whole image before cropping; the luma is a
-  per-pixel linear map, so greying its patches gives the same pixels (up to rounding).
-  Then per-patch standardisation (x - mean) / max(std, 1/sqrt(N)) of the [0, 1] values
-  (reference §2).
+  Grayscale with probability ``p.grayscale``: with ``grayscale_per='image'`` (the code)
+  one coin per image shared by its patches, with ``'patch'`` one per patch; the grey is
+  the RGB mean (``grayscale_weights='mean'``, the code) or the luma. The code greys the
+  whole resized image before cropping (config/jigsaw/imagenet.sh:32); either grey is a
+  per-pixel map, so greying all the patches of an image gives the same pixels. Then
+  per-patch standardisation (x - mean) / max(std, 1/sqrt(N)) of the 0-255 values, as
+  tf.image.per_image_standardization on the code's float pixels (preprocess.py:176-182):
+  the floor 1/sqrt(N) is a standard deviation of 0.02 grey levels for a 64-px patch,
+  where on [0, 1] values it would be 2.3 levels. Against the code's unrounded floats the
+  uint8 patches differ by at most 0.5 grey levels.
   Keys are split per image, so the result does not depend on the sharding.
   """
   validate(p)
@@ -168,8 +180,8 @@ def augment_patches(patches: jax.Array, rng: jax.Array,
                      f'size, size, 3], got {patches.shape}; step.init_state takes the '
                      'shape of an example from the task\'s input_shapes(s).')
   keys = jax.random.split(rng, patches.shape[0])
-  out = jax.vmap(_augment_image_patches, in_axes=(0, 0, None, None))(
-      augment.to_unit(patches), keys, p.grayscale, p.grayscale_per)
+  out = jax.vmap(lambda x, key: _augment_image_patches(x, key, p))(
+      patches.astype(jnp.float32), keys)
   return out.reshape((-1,) + patches.shape[2:])
 
 
