@@ -48,12 +48,13 @@ def config() -> ml_collections.ConfigDict:
   c.label_key = 'label'
   c.shuffle_buffer = 10_000
   # Files read at once by the training stream; their order is redrawn every epoch.
-  # Revisiting datasets.py:92-106 lists the files with shuffle=True (a new order each
-  # epoch) and interleaves 64 of them; SimCLR reads with shuffle_files.
+  # Revisiting datasets.py:87-101 lists the files with shuffle=True before repeat (a new
+  # order each epoch) and interleaves 64 of them; SimCLR reads with shuffle_files.
   c.interleave_files = 16
   # > 0: hold out this many train examples as the split 'holdout' (test_split='holdout');
   # the train split is then the rest. Revisiting: 50,000 (paper §3); the released code
-  # used the last 40 of 1024 shards, 50,046 (datasets.py:188-191, 219-221).
+  # used the last 40 of 1024 shards, 50,046, pretraining on 1,231,121 (datasets.py:178-181,
+  # 220-221).
   c.holdout_examples = 0
   # 'seeded': a draw of holdout_seed over the whole split (the paper's random 50,000);
   # 'tail': the last holdout_examples in file order (the code's shard split; reads no
@@ -145,9 +146,9 @@ def dataset_info(dataset: ml_collections.ConfigDict,
 
 def split_size(dataset: ml_collections.ConfigDict, builder, split: str) -> int:
   """Number of examples of ``split`` as this dataset section reads it (:func:`select`)."""
-  num = builder.info.splits[dataset.train_split if split == HOLDOUT else split].num_examples
   if split == HOLDOUT:
     return dataset.holdout_examples
+  num = builder.info.splits[split].num_examples
   return num - dataset.holdout_examples if split == dataset.train_split else num
 
 
@@ -376,7 +377,7 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
   (``dataset.holdout_examples``) are never in the stream.
 
   Every epoch reads the files in a new order drawn from (seed, epoch) (Revisiting
-  datasets.py:92-93, MoCo's per-epoch permutation, SimCLR's shuffle_files), then shuffles
+  datasets.py:87-90, MoCo's per-epoch permutation, SimCLR's shuffle_files), then shuffles
   records in a buffer; with ``dataset.cache`` the cached records are read in file order
   and only the buffer shuffles (small datasets, where the buffer spans the split).
   """
