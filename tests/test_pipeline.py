@@ -69,9 +69,11 @@ def test_batch_that_does_not_divide_over_devices_says_so():
 
 
 def test_any_tfds_dataset_by_name_mock_imagenet():
+  # Mocked builders have no files: the cached stream reads through TFDS's as_dataset (the
+  # uncached one reads the files in a per-epoch order, tests/test_splits.py).
   config = tiny_config('supervised', **{'dataset.name': 'imagenet2012',
                                         'dataset.test_split': 'validation',
-                                        'dataset.cache': False})
+                                        'dataset.cache': True})
   mesh = step_lib.make_mesh()
   with tfds.testing.mock_data(num_examples=64):
     builder = input_pipeline.get_builder(config.dataset)

@@ -1,11 +1,17 @@
 """tf.data pipelines over any TFDS image dataset, delivering global ``jax.Array`` batches
 sharded over the mesh.
 
-Training: each process reads its own slice of the split (``tfds.even_splits``), shuffles
-it per epoch with a seed derived from (seed, epoch), and gives every example a stateless
-seed from its position in the stream. The stream is therefore a function of (seed, step):
-a run that resumes at step s skips the first s batches of its epoch on the undecoded
-records, without decoding them, and sees exactly what an uninterrupted run would.
+Training: each process reads its own slice of the split (``tfds.even_splits``); every
+epoch reads its files in an order drawn from (seed, epoch), interleaved, then shuffles the
+records in a buffer seeded by (seed, epoch), and gives every example a stateless seed from
+its position in the stream. The stream is therefore a function of (seed, step): a run that
+resumes at step s skips the first s batches of its epoch on the undecoded records, without
+decoding them, and sees exactly what an uninterrupted run would.
+
+Held-out split (Revisiting §3: "50,000 random training images" for every study but Table
+2): with ``dataset.holdout_examples`` > 0 the split named :data:`HOLDOUT` is that many
+examples of the train split, chosen by example id from the metadata alone, and the train
+split, for pretraining and every evaluator, is the rest.
 
 Evaluation: every example exactly once, padded to whole batches with ``mask == 0``
 examples that the consumer drops.
@@ -16,7 +22,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-from typing import Callable, Iterator
+import os
+from typing import Any, Callable, Iterator
 
 import jax
 import ml_collections
@@ -40,9 +47,46 @@ def config() -> ml_collections.ConfigDict:
   c.image_key = 'image'
   c.label_key = 'label'
   c.shuffle_buffer = 10_000
+  # Files read at once by the training stream; their order is redrawn every epoch.
+  # Revisiting datasets.py:87-101 lists the files with shuffle=True before repeat (a new
+  # order each epoch) and interleaves 64 of them; SimCLR reads with shuffle_files.
+  c.interleave_files = 16
+  # > 0: hold out this many train examples as the split 'holdout' (test_split='holdout');
+  # the train split is then the rest. Revisiting: 50,000 (paper §3); the released code
+  # used the last 40 of 1024 shards, 50,046, pretraining on 1,231,121 (datasets.py:178-181,
+  # 220-221).
+  c.holdout_examples = 0
+  # 'seeded': a draw of holdout_seed over the whole split (the paper's random 50,000);
+  # 'tail': the last holdout_examples in file order (the code's shard split; reads no
+  # other file, and TFDS's ImageNet files are already in a shuffled order).
+  c.holdout_draw = 'seeded'
+  c.holdout_seed = 0
   c.cache = False  # Cache encoded examples in memory (small datasets).
   c.prefetch = 2  # Batches prefetched to the devices.
   return c
+
+
+HOLDOUT = 'holdout'  # The held-out part of the train split (dataset.holdout_examples).
+HOLDOUT_DRAWS = ('seeded', 'tail')
+
+
+def validate(section: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field and the fix."""
+  if section.holdout_examples < 0:
+    raise ValueError(f'dataset.holdout_examples={section.holdout_examples} must be >= 0 '
+                     '(0: no held-out split).')
+  if section.holdout_draw not in HOLDOUT_DRAWS:
+    raise ValueError(f'dataset.holdout_draw={section.holdout_draw!r}: use one of '
+                     f'{HOLDOUT_DRAWS}.')
+  if section.interleave_files < 1:
+    raise ValueError(f'dataset.interleave_files={section.interleave_files} must be >= 1.')
+  for field in ('train_split', 'test_split'):
+    if section[field] == HOLDOUT and not section.holdout_examples:
+      raise ValueError(f'dataset.{field}={HOLDOUT!r} needs dataset.holdout_examples > 0 '
+                       '(e.g. --config.dataset.holdout_examples=50000).')
+  if section.train_split == HOLDOUT:
+    raise ValueError(f'dataset.train_split cannot be {HOLDOUT!r}: name the split it is '
+                     'held out from.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +113,7 @@ def check_prepared(dataset: ml_collections.ConfigDict, builder: tfds.core.Datase
   """Raises ValueError naming the dataset, the folder searched and the ways to prepare it
   when a split of ``splits`` (default: train and test) is not prepared."""
   for split in splits or (dataset.train_split, dataset.test_split):
+    split = dataset.train_split if split == HOLDOUT else split
     try:
       builder.info.splits[split]
     except (KeyError, ValueError):
@@ -84,13 +129,27 @@ def check_prepared(dataset: ml_collections.ConfigDict, builder: tfds.core.Datase
 
 def dataset_info(dataset: ml_collections.ConfigDict,
                  builder: tfds.core.DatasetBuilder) -> DatasetInfo:
-  """Class count and split sizes from the builder's metadata."""
+  """Class count and split sizes from the builder's metadata (with a held-out split, the
+  train split counts the rest)."""
+  validate(dataset)
   check_prepared(dataset, builder)
   label = builder.info.features[dataset.label_key]
+  num_train = builder.info.splits[dataset.train_split].num_examples
+  if dataset.holdout_examples >= num_train:
+    raise ValueError(f'dataset.holdout_examples={dataset.holdout_examples} leaves nothing '
+                     f'of the {num_train} examples of {dataset.train_split!r}: hold out fewer.')
   return DatasetInfo(
       num_classes=label.num_classes,
-      num_train_examples=builder.info.splits[dataset.train_split].num_examples,
-      num_test_examples=builder.info.splits[dataset.test_split].num_examples)
+      num_train_examples=num_train - dataset.holdout_examples,
+      num_test_examples=split_size(dataset, builder, dataset.test_split))
+
+
+def split_size(dataset: ml_collections.ConfigDict, builder, split: str) -> int:
+  """Number of examples of ``split`` as this dataset section reads it (:func:`select`)."""
+  if split == HOLDOUT:
+    return dataset.holdout_examples
+  num = builder.info.splits[split].num_examples
+  return num - dataset.holdout_examples if split == dataset.train_split else num
 
 
 def process_split(split: str) -> str:
@@ -108,37 +167,167 @@ def per_process_batch(global_batch: int, mesh: jax.sharding.Mesh) -> int:
   return global_batch // jax.process_count()
 
 
-def _raw(builder, split: str, dataset: ml_collections.ConfigDict,
-         keep_ids: np.ndarray | None = None) -> tf.data.Dataset:
-  """Undecoded examples of ``split``, in file order (deterministic); with ``keep_ids``
-  only the examples whose ``tfds_id`` is among them (filtered before the cache)."""
-  ds = builder.as_dataset(
-      split=split, shuffle_files=False,
-      decoders={dataset.image_key: tfds.decode.SkipDecoding()},
-      read_config=tfds.ReadConfig(interleave_cycle_length=1,
-                                  add_tfds_id=keep_ids is not None))
+def split_ids(builder, split) -> np.ndarray:
+  """``tfds_id`` (bytes, object array) of every example of the TFDS ``split`` in file
+  order, from the metadata alone: no file is read. TFDS names an example
+  '<file name>__<index in the file>' (tensorflow_datasets/core/reader.py, _make_id)."""
+  ids = []
+  for instruction in builder.info.splits[split].file_instructions:
+    name = os.path.basename(instruction.filename)
+    start = instruction.skip
+    ids.extend(f'{name}__{i}'.encode() for i in range(start, start + instruction.take))
+  return np.array(ids, dtype=object)
+
+
+def holdout_ids(dataset: ml_collections.ConfigDict, builder) -> np.ndarray:
+  """``tfds_id``s (file order) of the ``dataset.holdout_examples`` held-out examples of the
+  train split: a draw of ``holdout_seed`` over the whole split ('seeded') or its last
+  examples ('tail'). A function of the metadata and the section only: every run, process
+  and evaluator with the same section holds out the same examples."""
+  n, train = dataset.holdout_examples, dataset.train_split
+  if dataset.holdout_draw == 'tail':
+    return split_ids(builder, f'{train}[-{n}:]')
+  ids = split_ids(builder, train)
+  return ids[np.sort(np.random.default_rng(dataset.holdout_seed).choice(
+      len(ids), n, replace=False))]
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+  """What one process reads of a split: the TFDS split of its share, and which of its
+  examples (by ``tfds_id``): all, only ``ids``, or all but ``ids`` (``drop``)."""
+  split: str | Any  # A TFDS split (string or tfds.even_splits element).
+  ids: np.ndarray | None
+  drop: bool
+  num_examples: int
+
+
+def select(dataset: ml_collections.ConfigDict, builder, split: str, *,
+           keep_ids: np.ndarray | None = None,
+           process: tuple[int, int] | None = None) -> Selection:
+  """The :class:`Selection` of ``split`` (or :data:`HOLDOUT`) for process ``process`` =
+  (index, count), default this one, restricted to ``keep_ids`` when given. With a
+  held-out split, the train split loses the held-out examples. Reads no file."""
+  index, count = process or (jax.process_index(), jax.process_count())
+  n, train = dataset.holdout_examples, dataset.train_split
+  role = 'all'
+  if split == HOLDOUT and not n:
+    raise ValueError(f'Split {HOLDOUT!r} needs dataset.holdout_examples > 0.')
+  if n and dataset.holdout_draw == 'tail' and split in (HOLDOUT, train):
+    # The code's shard split: contiguous slices, so no id filter is needed.
+    split = f'{train}[-{n}:]' if split == HOLDOUT else f'{train}[:-{n}]'
+  elif n and split in (HOLDOUT, train):
+    role, split = ('keep' if split == HOLDOUT else 'drop'), train
+  share = tfds.even_splits(split, n=count, drop_remainder=False)[index]
+  if role == 'all' and keep_ids is None:
+    return Selection(share, None, False, builder.info.splits[share].num_examples)
+  ids = split_ids(builder, share)
+  held = set(holdout_ids(dataset, builder).tolist()) if role != 'all' else set()
+  mask = np.ones(len(ids), bool)
+  if role != 'all':
+    is_held = np.fromiter((i in held for i in ids), bool, len(ids))
+    mask = is_held if role == 'keep' else ~is_held
   if keep_ids is not None:
-    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-        tf.constant(keep_ids, tf.string), tf.ones(len(keep_ids), tf.int32)), default_value=0)
-    ds = ds.filter(lambda example: table.lookup(example['tfds_id']) > 0)
+    kept = set(np.asarray(keep_ids, object).tolist())
+    mask &= np.fromiter((i in kept for i in ids), bool, len(ids))
+  if role == 'drop' and keep_ids is None:  # A small table of the held-out ids.
+    return Selection(share, ids[~mask], True, int(mask.sum()))
+  return Selection(share, ids[mask], False, int(mask.sum()))
+
+
+def example_ids(dataset: ml_collections.ConfigDict, builder, split: str) -> np.ndarray:
+  """``tfds_id``s (file order) of ``split`` as this section reads it, on all processes
+  together (the train split without the held-out examples), from the metadata alone."""
+  selection = select(dataset, builder, split, process=(0, 1))
+  ids = split_ids(builder, selection.split)
+  if selection.ids is None:
+    return ids
+  listed = set(selection.ids.tolist())
+  return ids[np.fromiter((i in listed for i in ids), bool, len(ids)) != selection.drop]
+
+
+def _id_filter(selection: Selection) -> Callable[[tf.Tensor], tf.Tensor] | None:
+  """A predicate on ``tfds_id`` that keeps the selected examples (None: all); its table
+  is built here, outside any dataset function."""
+  if selection.ids is None:
+    return None
+  drop = selection.drop
+  if not len(selection.ids):  # Nothing listed: keep all (drop) or nothing.
+    return lambda tfds_id: tf.constant(drop)
+  table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+      tf.constant(selection.ids.tolist(), tf.string),
+      tf.ones(len(selection.ids), tf.int32)), default_value=0)
+  return lambda tfds_id: tf.not_equal(table.lookup(tfds_id) > 0, drop)
+
+
+def _raw(builder, selection: Selection, dataset: ml_collections.ConfigDict) -> tf.data.Dataset:
+  """Undecoded examples of ``selection``, in file order (deterministic), filtered by id
+  before the cache."""
+  keep = _id_filter(selection)
+  ds = builder.as_dataset(
+      split=selection.split, shuffle_files=False,
+      decoders={dataset.image_key: tfds.decode.SkipDecoding()},
+      read_config=tfds.ReadConfig(interleave_cycle_length=1, add_tfds_id=keep is not None))
+  if keep is not None:
+    ds = ds.filter(lambda example: keep(example['tfds_id']))
   return ds.cache() if dataset.cache else ds
+
+
+def _files_in_order(builder, selection: Selection, dataset: ml_collections.ConfigDict,
+                    keep: Callable | None, order_seed: tf.Tensor) -> tf.data.Dataset:
+  """Undecoded examples of ``selection`` with its files in the order of a permutation drawn
+  from ``order_seed`` (int64 [2]), ``dataset.interleave_files`` of them read at once,
+  deterministically (a function of the seed)."""
+  if builder.info.file_format.value != 'tfrecord':
+    raise ValueError(f'Dataset {dataset.name!r} is stored as {builder.info.file_format.value};'
+                     ' the training stream reads tfrecord files (set dataset.cache=True to '
+                     'read through TFDS).')
+  instructions = builder.info.splits[selection.split].file_instructions
+  paths = tf.constant([i.filename for i in instructions])
+  names = tf.constant([os.path.basename(i.filename) for i in instructions])
+  skips = tf.constant([i.skip for i in instructions], tf.int64)
+  takes = tf.constant([i.take for i in instructions], tf.int64)
+  features = builder.info.features
+  decoders = {dataset.image_key: tfds.decode.SkipDecoding()}
+
+  def read(file: tf.Tensor) -> tf.data.Dataset:
+    records = tf.data.TFRecordDataset(paths[file]).skip(skips[file]).take(takes[file])
+    ids = tf.data.Dataset.range(skips[file], skips[file] + takes[file]).map(
+        lambda i: tf.strings.join([names[file], tf.strings.as_string(i)], separator='__'))
+    return tf.data.Dataset.zip((ids, records))
+
+  order = tf.random.experimental.stateless_shuffle(
+      tf.range(len(instructions), dtype=tf.int64), seed=order_seed)
+  cycle = min(dataset.interleave_files, len(instructions))
+  ds = tf.data.Dataset.from_tensor_slices(order).interleave(
+      read, cycle_length=cycle, num_parallel_calls=cycle, deterministic=True)
+  if keep is not None:
+    ds = ds.filter(lambda tfds_id, record: keep(tfds_id))
+  return ds.map(lambda tfds_id, record: features.deserialize_example(record, decoders=decoders))
 
 
 def split_ids_and_labels(dataset: ml_collections.ConfigDict, builder,
                          split: str) -> tuple[np.ndarray, np.ndarray]:
-  """(``tfds_id`` bytes [N], labels int64 [N]) of every example of ``split`` in file order:
-  one pass that parses only the label (images are neither parsed nor decoded), so it
-  streams through ImageNet-sized splits."""
+  """(``tfds_id`` bytes [N], labels int64 [N]) of every example of ``split`` (as
+  :func:`select` reads it on one process: the train split without the held-out examples)
+  in file order: one pass that parses only the label (images are neither parsed nor
+  decoded), so it streams through ImageNet-sized splits."""
   label_key = dataset.label_key
+  selection = select(dataset, builder, split, process=(0, 1))
   ds = builder.as_dataset(
-      split=split, shuffle_files=False,
+      split=selection.split, shuffle_files=False,
       decoders=tfds.decode.PartialDecoding({label_key: True}),
       read_config=tfds.ReadConfig(interleave_cycle_length=1, add_tfds_id=True))
   ids, labels = [np.zeros((0,), object)], [np.zeros((0,), np.int64)]
   for batch in ds.batch(8192).prefetch(2).as_numpy_iterator():
     ids.append(batch['tfds_id'].astype(object))
     labels.append(batch[label_key].astype(np.int64))
-  return np.concatenate(ids), np.concatenate(labels)
+  ids, labels = np.concatenate(ids), np.concatenate(labels)
+  if selection.ids is None:
+    return ids, labels
+  listed = set(selection.ids.tolist())
+  mask = np.fromiter((i in listed for i in ids), bool, len(ids)) != selection.drop
+  return ids[mask], labels[mask]
 
 
 def labelled_subset_ids(dataset: ml_collections.ConfigDict, builder, labels_per_class: int,
@@ -182,26 +371,35 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
   sharded over ``mesh``, the order drawn from ``seed``.
 
   ``preprocess_fn(features, example_seed)`` is the host-side preprocessing (a task's, or
-  an evaluator's crops). ``keep_ids`` (``tfds_id``s,
-  e.g. from :func:`labelled_subset_ids`) restricts the split to those examples; an epoch
-  is then one pass over the kept examples of this process's slice.
+  an evaluator's crops). ``keep_ids`` (``tfds_id``s, e.g. from
+  :func:`labelled_subset_ids`) restricts the train split to those examples; an epoch is
+  then one pass over the kept examples of this process's slice. The held-out examples
+  (``dataset.holdout_examples``) are never in the stream.
+
+  Every epoch reads the files in a new order drawn from (seed, epoch) (Revisiting
+  datasets.py:87-90, MoCo's per-epoch permutation, SimCLR's shuffle_files), then shuffles
+  records in a buffer; with ``dataset.cache`` the cached records are read in file order
+  and only the buffer shuffles (small datasets, where the buffer spans the split).
   """
-  split = process_split(dataset.train_split)
+  selection = select(dataset, builder, dataset.train_split, keep_ids=keep_ids)
   local_batch = per_process_batch(batch_size, mesh)
-  num_local = builder.info.splits[split].num_examples
-  if keep_ids is not None:
-    # The epoch length (and the resume position) needs the number kept on this process.
-    kept = set(np.asarray(keep_ids, object).tolist())
-    num_local = sum(i in kept for i in split_ids_and_labels(dataset, builder, split)[0])
+  num_local = selection.num_examples
   if num_local < local_batch:
-    raise ValueError(f'Split {split!r} holds {num_local} examples on this process, fewer '
-                     f'than one batch of {local_batch}.')
-  raw = _raw(builder, split, dataset, keep_ids)
+    raise ValueError(f'Split {selection.split!r} holds {num_local} examples on this process, '
+                     f'fewer than one batch of {local_batch}.')
   seed = seed * 1_000_003 + jax.process_index()
+  buffer = min(dataset.shuffle_buffer, num_local)
+  if dataset.cache:
+    raw = _raw(builder, selection, dataset)
+    records = lambda index: raw  # noqa: E731
+  else:
+    keep = _id_filter(selection)
+    records = lambda index: _files_in_order(  # noqa: E731
+        builder, selection, dataset, keep, tf.stack([tf.constant(seed, tf.int64), index]))
 
   def epoch(index: tf.Tensor) -> tf.data.Dataset:
-    return raw.shuffle(min(dataset.shuffle_buffer, num_local), seed=seed + index * 7919,
-                       reshuffle_each_iteration=False)
+    return records(index).shuffle(buffer, seed=seed + index * 7919,
+                                  reshuffle_each_iteration=False)
 
   first_example = start_step * local_batch
   ds = tf.data.Dataset.range(first_example // num_local, 2**40).flat_map(epoch)
@@ -223,18 +421,21 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
 
 
 def eval_batches(dataset: ml_collections.ConfigDict, inp: ml_collections.ConfigDict,
-                 builder, mesh: jax.sharding.Mesh, split: str,
-                 batch_size: int) -> tuple[Iterator[dict], int]:
-  """Global batches of ``batch_size`` holding every example of ``split`` once: the
-  central crop of the ``input`` section ``inp``, uint8 ``image``, ``label`` and ``mask``
-  (0 on padding). Returns (iterator, number of batches); every process yields the same
-  number of batches."""
+                 builder, mesh: jax.sharding.Mesh, split: str, batch_size: int,
+                 keep_ids: np.ndarray | None = None) -> tuple[Iterator[dict], int]:
+  """Global batches of ``batch_size`` holding every example of ``split`` (or
+  :data:`HOLDOUT`; only those of ``keep_ids`` when given, chosen before any image is
+  decoded) once: the central crop of the ``input`` section ``inp``, uint8 ``image``,
+  ``label`` and ``mask`` (0 on padding). Returns (iterator, number of batches); every
+  process yields the same number of batches."""
   local_batch = per_process_batch(batch_size, mesh)
-  all_splits = tfds.even_splits(split, n=jax.process_count(), drop_remainder=False)
-  largest = max(builder.info.splits[s].num_examples for s in all_splits)
+  count = jax.process_count()  # Each process pads to the largest share.
+  selections = [select(dataset, builder, split, keep_ids=keep_ids, process=(i, count))
+                for i in range(count)]
+  largest = max(s.num_examples for s in selections)
   num_batches = max(1, math.ceil(largest / local_batch))
-  local_split = all_splits[jax.process_index()]
-  num_local = builder.info.splits[local_split].num_examples
+  selection = selections[jax.process_index()]
+  num_local = selection.num_examples
   image_key, label_key = dataset.image_key, dataset.label_key
 
   def prepare(example: dict) -> dict:
@@ -242,7 +443,7 @@ def eval_batches(dataset: ml_collections.ConfigDict, inp: ml_collections.ConfigD
     return {'image': image, 'label': tf.cast(example[label_key], tf.int32),
             'mask': tf.constant(1, tf.int32)}
 
-  ds = _raw(builder, local_split, dataset).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = _raw(builder, selection, dataset).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
   size = inp.image_size
   padding = {'image': tf.zeros((size, size, 3), tf.uint8),
              'label': tf.constant(0, tf.int32), 'mask': tf.constant(0, tf.int32)}

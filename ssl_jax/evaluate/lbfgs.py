@@ -7,6 +7,13 @@ terms this is LogisticRegression(C=1 / (n * l2)), which the tests check it again
 
     w, b = lbfgs.fit(features, labels, l2=1e-4)
     top1 = lbfgs.accuracy(w, b, test_features, test_labels)
+
+Table 1's protocol: pretrain with ``dataset.holdout_examples=50000``, fit on training
+images and test on ``test_split='holdout'``. The fit examples (``num_train_examples`` of
+them, or ``examples_per_class`` / ``label_fraction`` of each class for §4.6's low-data
+regime) are chosen by id before extraction, so only their images are decoded and only
+their features, float32 on the host, are kept: 100k-300k images of 8k features fit in
+host memory where the whole ImageNet train split (1.28M x 8k, 42 GB) does not.
 """
 
 from __future__ import annotations
@@ -114,7 +121,12 @@ def config() -> ml_collections.ConfigDict:
   c.max_features = 9000  # Larger end points are max-pooled to at most this (§4.2).
   c.l2_grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
   c.holdout_fraction = 0.2  # Part of the train split that picks l2.
-  c.num_train_examples = -1  # -1: the whole train split.
+  c.num_train_examples = -1  # -1: the whole train split; else a seeded draw by id.
+  # > 0: a fixed subset of this many train examples per class (Revisiting §4.6, Fig. 7's
+  # low-data regime), drawn from the run's seed, nested across sizes.
+  c.examples_per_class = 0
+  c.label_fraction = 1.0  # < 1: this fraction of each class (Fig. 7: 0.1 and 0.05).
+  c.test_split = ''  # '': the dataset's test_split; 'holdout': Table 1's own 50k split.
   c.standardize = True  # Zero mean, unit variance features (train statistics).
   c.max_iter = 1000
   c.tol = 1e-5  # On the largest absolute gradient entry.
@@ -125,6 +137,15 @@ def validate(section: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field and the fix."""
   if not 0.0 < section.holdout_fraction < 1.0:
     raise ValueError('lbfgs.holdout_fraction must lie strictly between 0 and 1.')
+  if not 0.0 < section.label_fraction <= 1.0:
+    raise ValueError(f'lbfgs.label_fraction={section.label_fraction} must lie in (0, 1].')
+  subsets = section.examples_per_class > 0 or section.label_fraction < 1.0
+  if subsets and section.num_train_examples > 0:
+    raise ValueError('lbfgs: set num_train_examples=-1 with examples_per_class or '
+                     'label_fraction (the per-class subset fixes the count).')
+  if section.num_train_examples == 0 or section.num_train_examples < -1:
+    raise ValueError(f'lbfgs.num_train_examples={section.num_train_examples}: use -1 (all) '
+                     'or a positive count.')
 
 
 def evaluate_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
@@ -142,27 +163,46 @@ def evaluate_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarr
           'l2': l2, 'holdout_top1': scores[l2]}
 
 
+def fit_ids(section: ml_collections.ConfigDict, data: context_lib.DataSpec
+            ) -> np.ndarray | None:
+  """``tfds_id``s of the training examples the classifier is fitted on, drawn from the run's
+  seed (None: the whole train split): the per-class subset of ``examples_per_class`` /
+  ``label_fraction``, or ``num_train_examples`` drawn from the split's ids (no image read)."""
+  from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
+  dataset, builder = data.dataset, data.builder
+  if section.examples_per_class > 0 or section.label_fraction < 1.0:
+    return input_pipeline.labelled_subset_ids(dataset, builder, section.examples_per_class,
+                                              section.label_fraction, data.seed)
+  if section.num_train_examples < 0:
+    return None
+  ids = input_pipeline.example_ids(dataset, builder, dataset.train_split)
+  if section.num_train_examples >= len(ids):
+    return None
+  draw = np.random.default_rng(data.seed).choice(len(ids), section.num_train_examples,
+                                                 replace=False)
+  return ids[np.sort(draw)]
+
+
 def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
         data: context_lib.DataSpec, workdir: str) -> dict[str, float]:
-  """Evaluates ``section.layers``: features of the train split (``num_train_examples``
-  of them, -1 for all) and the test split; ``{layer}/top1`` and the chosen l2."""
+  """Evaluates ``section.layers``: features of the fit examples of the train split
+  (:func:`fit_ids`) and of the test split (``section.test_split``, default the dataset's);
+  ``{layer}/top1`` and the chosen l2."""
   del workdir  # Nothing to checkpoint: the features are extracted in one pass.
   layers = tuple(section.layers)
-  train_split, test_split = data.dataset.train_split, data.dataset.test_split
+  train_split = data.dataset.train_split
+  test_split = section.test_split or data.dataset.test_split
   extracted = features_lib.extract(encoder, data, (train_split, test_split), layers,
-                                   section.max_features)
+                                   section.max_features,
+                                   keep_ids={train_split: fit_ids(section, data)})
   (train_feats, train_y), (test_feats, test_y) = extracted[train_split], extracted[test_split]
-  if section.num_train_examples > 0:
-    keep = np.random.default_rng(data.seed).permutation(len(train_y))[
-        :section.num_train_examples]
-    train_feats = {k: v[keep] for k, v in train_feats.items()}
-    train_y = train_y[keep]
-  num_classes = int(max(train_y.max(), test_y.max())) + 1
+  num_classes = data.num_classes
   results = {}
   for layer in layers:
     scores = evaluate_features(train_feats[layer], train_y, test_feats[layer], test_y,
                                section, num_classes, data.seed)
-    logging.info('L-BFGS %s: top-1 %.4f (l2 %g, %d features)', layer, scores['top1'],
-                 scores['l2'], train_feats[layer].shape[1])
+    logging.info('L-BFGS %s: top-1 %.4f on %s (l2 %g, %d features, %d fit examples)',
+                 layer, scores['top1'], test_split, scores['l2'],
+                 train_feats[layer].shape[1], len(train_y))
     results.update({f'{layer}/{k}': v for k, v in scores.items()})
   return results
