@@ -59,10 +59,13 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
     outputs = model.apply(variables, views, train=False)
     return task.loss(outputs, views, None, sections, tasks.Progress(index, 1))
 
+  if data.dataset.test_split == input_pipeline.HOLDOUT:
+    raise ValueError(f'dataset.test_split={input_pipeline.HOLDOUT!r}: the pretext evaluator '
+                     'reads a split of its own (set dataset.test_split to the public test '
+                     'split, e.g. validation) or remove the pretext instance from evals.')
   dataset = ml_collections.ConfigDict(data.dataset.to_dict())
-  dataset.train_split = data.dataset.test_split
-  num_examples = data.builder.info.splits[input_pipeline.process_split(
-      dataset.train_split)].num_examples * jax.process_count()
+  dataset.train_split, dataset.holdout_examples = data.dataset.test_split, 0
+  num_examples = input_pipeline.split_size(dataset, data.builder, dataset.train_split)
   if section.max_examples > 0:
     num_examples = min(num_examples, section.max_examples)
   num_batches = num_examples // section.batch_size
