@@ -9,7 +9,11 @@ tau_base 0.996 to 1 on a cosine schedule; ResNet50 v1 with global BN (decay 0.9,
 1e-5, gamma initialised to 1 as in the paper's runs); projector and predictor 4096 ->
 256; asymmetric augmentation: crops of area 0.08-1, colour jitter (additive brightness
 0.4, contrast 0.4, saturation 0.2, hue 0.1) with p 0.8, grayscale p 0.2, blur p 1.0 / 0.1,
-solarisation p 0 / 0.2; ImageNet mean/std. Expected: 74.3% ImageNet linear top-1
+solarisation p 0 / 0.2; ImageNet mean/std; each view through the online and the target
+network on its own, so BN statistics are per view (byol_experiment.py `_forward`); the
+online classifier on the stop-gradient representation of view 1, its cross-entropy added
+to the loss, its top-1 on the training batch (``classifier_top1``) the code's progress
+monitor. Expected: 74.3% ImageNet linear top-1
 (paper); 72.5% for the 300-epoch preset (epochs=300 sets lr 0.3, wd 1e-6, tau 0.99).
 
 Arguments: k, dataset, batch, epochs, multicrop (SwAV's 2 x 224 + 6 x 96 views: every
@@ -21,7 +25,7 @@ target), runlocal.
 runlocal (k=0.25 with identity-initialised residual units, LARS peak 3.2, tau_base 0.99,
 1,000 steps, 9.2 minutes on a 2-core CPU): L-BFGS 31.2% and kNN 27.0% against 19.6% and
 19.2% for the same encoder at random initialisation (measured 2026-11-22,
-benchmarks/runlocal_evidence.sh).
+benchmarks/runlocal_evidence.sh, before per-view BN and the online classifier).
 """
 
 from configs import common
@@ -45,6 +49,8 @@ def get_config(arg: str | None = None):
   # Bicubic crops and test crops (byol/utils/dataset.py:201); the host rounds them to uint8
   # for the transfer (at most 0.5/255 after BYOL's own clip; preprocess.py).
   c.input.resize = c.input.eval_resize = 'bicubic'
+  c.byol.per_view_bn = True  # byol_experiment.py:183-185: one network pass per view.
+  c.byol.online_classifier = True  # byol_experiment.py:175, 256-276.
   c.augment.normalize = 'imagenet'
   c.augment.brightness_mode = 'additive'
   c.augment.brightness, c.augment.contrast = 0.4, 0.4

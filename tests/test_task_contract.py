@@ -137,7 +137,8 @@ def test_multicrop_pairs_every_view_with_the_other_large_views():
 def test_multicrop_model_encodes_each_resolution_and_concatenates():
   # BYOL's head is row by row in eval mode (SimSiam's output BN is not).
   config = tiny_config('byol', **{'input.local_crops': 3, 'input.local_size': 8,
-                                  'task.proj_hidden': 8, 'task.proj_dim': 16})
+                                  'task.proj_hidden': 8, 'task.proj_dim': 16,
+                                  'task.per_view_bn': False})
   task = step_lib.import_task(config)
   views = task.views(_views_batch(n=4, local=3), jax.random.key(0), sections(config))
   large, small = views['inputs']

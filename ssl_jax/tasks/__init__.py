@@ -16,9 +16,10 @@ Required:
 ``views(batch, rng, s) -> dict[str, jax.Array]``
     Device side, inside the jitted step: pixel augmentation and the network inputs.
     ``inputs`` is one array [M, H, W, 3] (M may be a multiple of the batch, e.g. 4
-    rotations per image) or, for views at several resolutions (multi-crop), a tuple of
-    such arrays, one per resolution: the encoder then runs on each and the head sees the
-    pooled end points (``pre_logits``) concatenated along the batch axis in that order.
+    rotations per image) or a tuple of such arrays, each encoded on its own (one per
+    resolution for multi-crop; one per view for BYOL's per-view BN): the encoder then runs
+    on each and the head sees the pooled end points (``pre_logits``) concatenated along
+    the batch axis in that order.
     Whatever else the loss reads goes beside ``inputs``.
 
 ``make_head(s, num_classes) -> flax.linen.Module``

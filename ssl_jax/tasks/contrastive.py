@@ -61,17 +61,24 @@ def augmented_views(batch: dict, rng: jax.Array, s: tasks.Sections) -> jax.Array
   return augment.contrastive_views(batch['image'], rng, s.augment)
 
 
+def all_views(batch: dict, rng: jax.Array, s: tasks.Sections
+              ) -> tuple[jax.Array, jax.Array | None]:
+  """The augmented views of each image: the large ones [B, 2, S, S, 3], and with
+  multi-crop the small ones [B, L, s, s, 3] (else None; they take the augmentation of the
+  second view, as SwAV's and DINO's local crops)."""
+  large = augmented_views(batch, rng, s)
+  if 'local_image' not in batch:
+    return large, None
+  return large, augment.contrastive_views(batch['local_image'], jax.random.fold_in(rng, 1),
+                                          s.augment, first_view=NUM_VIEWS)
+
+
 def multicrop_inputs(batch: dict, rng: jax.Array, s: tasks.Sections
                      ) -> jax.Array | tuple[jax.Array, jax.Array]:
-  """The network inputs of every view, image-major: [2B, S, S, 3], or with multi-crop
-  the pair ([2B, S, S, 3], [LB, s, s, 3]) (the small views take the augmentation of the
-  second view, as SwAV's and DINO's local crops)."""
-  large = interleave(augmented_views(batch, rng, s))
-  if 'local_image' not in batch:
-    return large
-  small = augment.contrastive_views(batch['local_image'], jax.random.fold_in(rng, 1),
-                                    s.augment, first_view=NUM_VIEWS)
-  return large, interleave(small)
+  """The network inputs of every view (:func:`all_views`), image-major: [2B, S, S, 3],
+  or with multi-crop the pair ([2B, S, S, 3], [LB, s, s, 3])."""
+  large, small = all_views(batch, rng, s)
+  return interleave(large) if small is None else (interleave(large), interleave(small))
 
 
 def per_image(outputs: jax.Array, num_images: int) -> jax.Array:
