@@ -34,7 +34,8 @@ from ssl_jax import config_lib
 
 def get_config(arg: str | None = None):
   """SimSiam on ResNet50 v1."""
-  c, args = common.contrastive(arg, task='simsiam', batch=512, epochs=100.0, multicrop=False)
+  c, args = common.contrastive(arg, task='simsiam', batch=512, epochs=100.0, probe='simsiam',
+                                multicrop=False)
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-5
   c.model.zero_init_last_bn = True
