@@ -8,10 +8,12 @@ writes results.json to --workdir. Arguments: workdir (required), protocol (lbfgs
 mlp, knn, or a paper's SGD linear probe by name: revisiting, moco, simclr, byol or
 simsiam, each an instance ``linear_<name>`` (ssl_jax/evaluate/linear.py preset(); all
 but revisiting on pre_logits); several joined by '+', e.g. protocol=moco+knn), layers
-(end points joined by '+'; default: the protocol's), dataset (a TFDS name; default: the run's), epochs (SGD protocols), runlocal
-(true, false or auto: the SGD probes at runlocal's scale, 20 epochs of batch 256; auto,
-the default, is true for a run on the shipped cifar10_5k). The probes train on random
-crops of the image resized to the scale of the run's test crop. Each protocol becomes an evaluator instance of that name.
+(end points joined by '+'; default: the protocol's), dataset (a TFDS name; default: the
+run's), epochs (SGD protocols), runlocal (true, false or auto: the SGD probes at
+runlocal's scale, 20 epochs of batch 256, in the preset's form; auto, the default, is
+true for a run on the shipped cifar10_5k). linear and mlp train on random crops of the
+image resized to the scale of the run's test crop; the contrastive presets on random
+resized crops. Every other protocol becomes an evaluator instance of its name.
 
 Expected, Revisiting Table 2 (SGD linear, ~500 epochs at batch 2048): Rotation RevNet50
 k=16 55.4, Exemplar ResNet50 v1 k=12 46.0, Rel. Patch Loc. ResNet50 v1 k=8 51.4, Jigsaw

@@ -8,8 +8,9 @@ diverges: a Rotation runlocal encoder's max-pooled after_root features have norm
 (lr x |x|^2 ~ 10^4), the loss reached 1e18 in 20 steps, then NaN, and NaN logits score
 the frequency of class 0 (10.3%, chance). The softmax of the linear probe bounds its
 gradient, so it oscillates but survives. Standardised features alone still diverge at lr
-0.1 (|x|^2 = D = 1024); with both, the MLP beats the linear probe (41% against 36-39%
-on that encoder, measured 2026-11-30). The released MLP head
+0.1 (|x|^2 = D = 1024). With both, linear_eval.py:protocol=linear+mlp on a 100-step
+Rotation runlocal workdir gives mlp 44.1% / linear 38.1% on after_root and 26.9% / 24.4%
+on pre_logits (runlocal probes, 300 steps; measured 2026-11-30). The released MLP head
 (self_supervision/linear_eval.py add_mlp_heads) cannot run as released (reference §4).
 """
 
