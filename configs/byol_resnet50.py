@@ -38,7 +38,8 @@ PRESETS = {40: (0.45, 1e-6, 0.97), 100: (0.45, 1e-6, 0.99), 300: (0.3, 1e-6, 0.9
 
 def get_config(arg: str | None = None):
   """BYOL on ResNet50 v1."""
-  c, args = common.contrastive(arg, task='byol', batch=4096, epochs=1000.0, multicrop=False)
+  c, args = common.contrastive(arg, task='byol', batch=4096, epochs=1000.0, probe='byol',
+                                multicrop=False)
   lr, wd, tau = PRESETS.get(int(c.total_epochs), PRESETS[1000])
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-5

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ssl_jax import config_lib
+from ssl_jax import optim
+from ssl_jax.evaluate import linear
 
 ConfigDict = config_lib.ConfigDict
 
@@ -74,13 +76,15 @@ def revisiting(arg: str | None, *, task: str, model: str, k: float, variant: str
   return c, args
 
 
-def contrastive(arg: str | None, *, task: str, batch: int, epochs: float,
+def contrastive(arg: str | None, *, task: str, batch: int, epochs: float, probe: str,
                 **extra: Any) -> tuple[ConfigDict, ConfigDict]:
   """(config, parsed arguments): the common part of the contrastive recipes (reference
   contrastive.md), unlocked, without runlocal (the config file applies
   :func:`runlocal_contrastive` after its own recipe): ResNet50 v1, 224-px random resized
   crops and flips on the host, colour/blur/solarise on the device, cosine schedule,
-  evaluation by kNN (also every 5,000 steps) and L-BFGS on pre_logits. Arguments:
+  evaluation by the paper's SGD linear probe on pre_logits (``probe``: a preset of
+  ssl_jax/evaluate/linear.py, instance ``evals.linear``), kNN (also every 5,000 steps)
+  and L-BFGS. Arguments:
   ``k, dataset, batch, epochs, runlocal`` (k=0 means 4, or 0.25 with runlocal; epochs=0
   the recipe's) and the config's own ``extra`` arguments with their defaults."""
   args = config_lib.parse_arg(arg, k=0.0, dataset='imagenet2012', batch=batch, epochs=0.0,
@@ -99,6 +103,7 @@ def contrastive(arg: str | None, *, task: str, batch: int, epochs: float,
   c.input.eval_crop_fraction = 0.875
   c.optimizer.schedule = 'cosine'
   c.optimizer.decay_epochs = ()
+  c.evals.linear = linear.preset(probe)  # The protocol of the published numbers.
   c.evals.knn = config_lib.evaluator('knn', every=5_000)
   c.evals.lbfgs = config_lib.evaluator('lbfgs', num_train_examples=100_000)
   return c, args
@@ -151,10 +156,20 @@ def probe_crops(section: ConfigDict, inp: ConfigDict, runlocal: bool) -> None:
 
 
 def runlocal_probe(section: ConfigDict) -> None:
-  """An SGD probe instance (linear, mlp) at runlocal's scale: 20 epochs of batch 256."""
+  """An SGD probe instance (linear, mlp, a preset) at runlocal's scale, in the same form
+  (optimiser, schedule, head, crop): 20 epochs of batch 256, step decays at the same
+  fractions of training (MoCo's 60, 80 of 100 -> 12, 16), and LARS (SimSiam) at the peak
+  LR of the preset's batch: its trust ratio moves a kernel by about lr x eta of its norm
+  per step, too little in 400 steps at batch 256's rate (as the LARS pretraining in
+  runlocal, configs/simclr_resnet50.py)."""
+  opt = section.optimizer
+  if opt.name == 'lars':
+    opt.base_lr = optim.peak_lr(opt, section.batch_size)
+    opt.lr_scaling = 'none'
+  scale = 20.0 / section.total_epochs
+  opt.decay_epochs = tuple(e * scale for e in opt.decay_epochs)
   section.batch_size = 256
   section.total_epochs = 20.0
-  section.optimizer.decay_epochs = (12.0, 16.0)
   section.log_every = 50
 
 
@@ -249,7 +264,7 @@ def moco(arg: str | None, version: int, exemplar: bool | None = None) -> ConfigD
   filter (Zhao et al.) if the ``exemplar`` argument (or ``exemplar=True``) asks for it;
   runlocal applied if asked. Unlocked."""
   extra = {} if exemplar is not None else {'exemplar': False}
-  c, args = contrastive(arg, task='moco', batch=256, epochs=200.0, **extra)
+  c, args = contrastive(arg, task='moco', batch=256, epochs=200.0, probe='moco', **extra)
   # The moco section's defaults are v1's key encoder (m 0.999), queue (65,536) and
   # shuffled BN over 8 groups.
   c.moco.filter_negatives_by_label = exemplar if exemplar is not None else args.exemplar

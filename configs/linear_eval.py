@@ -4,12 +4,16 @@ r"""Evaluates the frozen encoder of an existing workdir, without training.
         --config=configs/linear_eval.py:workdir=/tmp/rot,protocol=linear
 
 Reads WORKDIR/config.json of the trained run (its model, dataset and preprocessing) and
-writes results.json to --workdir. Arguments: workdir (required), protocol (lbfgs, linear
-or mlp; several joined by '+'), layers (end points joined by '+'; default: the
-protocol's), dataset (a TFDS name; default: the run's), epochs (SGD protocols), runlocal
-(true, false or auto: the SGD probes at runlocal's scale, 20 epochs of batch 256; auto,
-the default, is true for a run on the shipped cifar10_5k). The probes train on random
-crops of the image resized to the scale of the run's test crop. Each protocol becomes an evaluator instance of that name.
+writes results.json to --workdir. Arguments: workdir (required), protocol (lbfgs, linear,
+mlp, knn, or a paper's SGD linear probe by name: revisiting, moco, simclr, byol or
+simsiam, each an instance ``linear_<name>`` (ssl_jax/evaluate/linear.py preset(); all
+but revisiting on pre_logits); several joined by '+', e.g. protocol=moco+knn), layers
+(end points joined by '+'; default: the protocol's), dataset (a TFDS name; default: the
+run's), epochs (SGD protocols), runlocal (true, false or auto: the SGD probes at
+runlocal's scale, 20 epochs of batch 256, in the preset's form; auto, the default, is
+true for a run on the shipped cifar10_5k). linear and mlp train on random crops of the
+image resized to the scale of the run's test crop; the contrastive presets on random
+resized crops. Every other protocol becomes an evaluator instance of its name.
 
 Expected, Revisiting Table 2 (SGD linear, ~500 epochs at batch 2048): Rotation RevNet50
 k=16 55.4, Exemplar ResNet50 v1 k=12 46.0, Rel. Patch Loc. ResNet50 v1 k=8 51.4, Jigsaw
@@ -22,6 +26,7 @@ few points less (reference §4). Add `--config.evals.linear.total_epochs=520
 from configs import common
 from ssl_jax import config_lib
 from ssl_jax import encoder
+from ssl_jax.evaluate import linear
 
 
 def get_config(arg: str | None = None):
@@ -40,13 +45,16 @@ def get_config(arg: str | None = None):
               else args.runlocal == 'true')
   config.encoder_workdir = args.workdir
   config.evals = config_lib.ConfigDict()
-  for name in args.protocol.split('+'):
-    section = config_lib.evaluator(name)
+  for protocol in args.protocol.split('+'):
+    if protocol in linear.PRESETS:
+      name, section = f'linear_{protocol}', linear.preset(protocol)
+    else:
+      name, section = protocol, config_lib.evaluator(protocol)
     if args.layers and 'layers' in section:
       section.layers = tuple(args.layers.split('+'))
     if args.layers and 'layer' in section:
       section.layer = args.layers.split('+')[-1]
-    if name in ('linear', 'mlp'):
+    if section.type in ('linear', 'mlp'):
       common.probe_crops(section, config.input, runlocal)
       if runlocal:
         common.runlocal_probe(section)

@@ -35,7 +35,8 @@ from ssl_jax.evaluate import finetune
 
 def get_config(arg: str | None = None):
   """SimCLR v1 or v2 on ResNet50 v1."""
-  c, args = common.contrastive(arg, task='simclr', batch=4096, epochs=800.0, version=2)
+  c, args = common.contrastive(arg, task='simclr', batch=4096, epochs=800.0,
+                                probe='simclr', version=2)
   if args.version not in (1, 2):
     raise ValueError(f'version={args.version}: SimCLR has versions 1 and 2.')
   c.model.bn_momentum = 0.9

@@ -34,7 +34,8 @@ from ssl_jax import config_lib
 
 def get_config(arg: str | None = None):
   """SimSiam on ResNet50 v1."""
-  c, args = common.contrastive(arg, task='simsiam', batch=512, epochs=100.0, multicrop=False)
+  c, args = common.contrastive(arg, task='simsiam', batch=512, epochs=100.0, probe='simsiam',
+                                multicrop=False)
   common.pytorch_resnet(c.model)
   c.model.zero_init_last_bn = True
   c.input.crop_area = (0.2, 1.0)

@@ -14,8 +14,9 @@ supervised baseline 76.5, reference contrastive.md).
 augment=mocov2: Zhao et al.'s supervised model trained with MoCo v2's augmentation
 (colour jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, blur p 0.5, crops of area
 0.2-1; their Table 1 ablates it cumulatively, each set with MoCo v2 and supervised).
-Evaluation: kNN and L-BFGS on pre_logits, as the contrastive configs; the trained
-classifier's own accuracy is the metric ``accuracy``.
+Evaluation: MoCo's linear probe (the protocol of the models it is compared with), kNN and
+L-BFGS on pre_logits, as the contrastive configs; the trained classifier's own accuracy is
+the metric ``accuracy``.
 
 Arguments: augment (crop or mocov2), k, dataset, batch, epochs, runlocal.
 
@@ -31,7 +32,9 @@ from ssl_jax import config_lib
 
 def get_config(arg: str | None = None):
   """Supervised ResNet50 v1, torchvision's recipe."""
-  c, args = common.contrastive(arg, task='supervised', batch=256, epochs=90.0, augment='crop')
+  # Evaluated as the MoCo models it is compared with (Zhao et al.): MoCo's linear probe.
+  c, args = common.contrastive(arg, task='supervised', batch=256, epochs=90.0, probe='moco',
+                               augment='crop')
   if args.augment not in ('crop', 'mocov2'):
     raise ValueError(f'augment={args.augment!r}: use crop (torchvision) or mocov2.')
   common.pytorch_resnet(c.model)

@@ -92,3 +92,22 @@ def test_patch_representation_is_the_mean_over_patches(trained):
     for layer in ('block4', 'pre_logits'):
       expected = np.mean([encoder_lib.pool_to_size(e[layer], 9000)[0] for e in per_patch], 0)
       np.testing.assert_allclose(got[layer][i], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_paper_probe_presets_run_by_name(trained, tmp_path):
+  """protocol=simclr+moco: the presets' random resized crops, zero and N(0, 0.01) heads,
+  Nesterov cosine and step schedules train through the loop."""
+  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'linear_eval.py')
+  spec = importlib.util.spec_from_file_location('linear_eval', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(f'workdir={trained},protocol=simclr+moco')
+  config.unlock()
+  for name in ('linear_simclr', 'linear_moco'):
+    assert config.evals[name].crop == 'inception'
+    config.evals[name].total_steps = 2
+    config.evals[name].batch_size = 64
+  config.lock()
+  results = main_lib.run(config, str(tmp_path))
+  for name in ('linear_simclr', 'linear_moco'):
+    assert 0.0 <= results[f'{name}/pre_logits/top1'] <= 1.0
