@@ -59,6 +59,9 @@ def revisiting(arg: str | None, *, task: str, model: str, k: float, variant: str
                                        test_split='holdout')
   # The pretext task's own accuracy on held-out images (Fig. 4 plots it against the probe).
   c.evals.pretext = config_lib.evaluator('pretext')
+  # Table 2's SGD probe on every end point (config/evaluation/rotation_or_exemplar.sh);
+  # it trains on the train split without the held-out images (Table 2: all of trainval).
+  c.evals.linear = linear.preset('revisiting')
   if task in PATCH_TASKS:
     if args.model != 'vgg':  # Reference §1.4: VGG keeps its strides on patches.
       c.model.root_stride = 1

@@ -32,6 +32,61 @@ def _rows(*rows: tuple[str, Any, str]) -> list[Row]:
   return [Row(*row) for row in rows]
 
 
+# The papers' SGD linear probes (evaluate/linear.py preset): (source, {field: value}),
+# read from the official code (snapshots: moco 132aea9,
+# simclr 383d414, simsiam a7bc177, revisiting-self-supervised b530e3b).
+PROBES: dict[str, tuple[str, dict[str, Any]]] = {
+    'revisiting': ('revisiting config/evaluation/rotation_or_exemplar.sh; trainer.py:72-80', {
+        'batch_size': 512, 'total_epochs': 70.0, 'crop': 'resize_small', 'resize': 256,
+        'head_init': 'glorot', 'optimizer.base_lr': 0.1, 'optimizer.lr_scaling': 'linear',
+        'optimizer.schedule': 'step', 'optimizer.decay_epochs': (30.0, 50.0),
+        'optimizer.weight_decay': 0.0, 'optimizer.nesterov': False,
+        'optimizer.warmup_steps': 0,
+        'layers': ('after_root', 'block1', 'block2', 'block3', 'block4', 'pre_logits')}),
+    'moco': ('moco main_lincls.py:56-100, 240-241, 354-355', {
+        'batch_size': 256, 'total_epochs': 100.0, 'crop': 'inception',
+        'crop_area': (0.08, 1.0), 'head_init': 'normal', 'optimizer.name': 'sgd',
+        'optimizer.base_lr': 30.0, 'optimizer.lr_scaling': 'none',
+        'optimizer.schedule': 'step', 'optimizer.decay_epochs': (60.0, 80.0),
+        'optimizer.momentum': 0.9, 'optimizer.nesterov': False,
+        'optimizer.weight_decay': 0.0, 'optimizer.warmup_steps': 0,
+        'layers': ('pre_logits',)}),
+    'simclr': ('simclr README.md:136-144; model_util.py:46-90; data_util.py:316-322, 469-472', {
+        'batch_size': 4096, 'total_epochs': 90.0, 'crop': 'inception',
+        'crop_area': (0.08, 1.0), 'head_init': 'zeros', 'optimizer.name': 'sgd',
+        'optimizer.base_lr': 0.1, 'optimizer.lr_scaling': 'linear',
+        'optimizer.schedule': 'cosine', 'optimizer.momentum': 0.9,
+        'optimizer.nesterov': True, 'optimizer.weight_decay': 1e-6,
+        'optimizer.weight_decay_on': 'all', 'optimizer.warmup_steps': 0,
+        'layers': ('pre_logits',)}),
+    'byol': ('byol/configs/eval.py:29-44; main_loop.py:37; utils/dataset.py:192-217', {
+        'batch_size': 4096, 'total_epochs': 80.0, 'crop': 'inception',
+        'crop_area': (0.08, 1.0), 'head_init': 'truncated_fan_in', 'optimizer.name': 'sgd',
+        'optimizer.base_lr': 0.2, 'optimizer.lr_scaling': 'linear',
+        'optimizer.schedule': 'cosine', 'optimizer.momentum': 0.9,
+        'optimizer.nesterov': True, 'optimizer.weight_decay': 0.0,
+        'optimizer.warmup_steps': 0, 'layers': ('pre_logits',)}),
+    'simsiam': ('simsiam main_lincls.py:44-57, 160-161, 188, 226-232, 267-268, 491-495', {
+        'batch_size': 4096, 'total_epochs': 90.0, 'crop': 'inception',
+        'crop_area': (0.08, 1.0), 'head_init': 'normal', 'optimizer.name': 'lars',
+        'optimizer.lars_eta': 1e-3, 'optimizer.base_lr': 0.1,
+        'optimizer.lr_scaling': 'linear', 'optimizer.schedule': 'cosine',
+        'optimizer.momentum': 0.9, 'optimizer.nesterov': False,
+        'optimizer.weight_decay': 0.0, 'optimizer.warmup_steps': 0,
+        'layers': ('pre_logits',)}),
+}
+# Peak learning rates the sources state or compute: rotation_or_exemplar.sh (0.1 x 512 /
+# 256), MoCo's README.md:62 (--lr 30.0 at 256), SimCLR paper B.6 (1.6), BYOL's
+# schedules.py:34 (0.2 x 4096 / 256), SimSiam's init_lr (0.1 x 4096 / 256).
+PROBE_PEAK_LR = {'revisiting': 0.2, 'moco': 30.0, 'simclr': 1.6, 'byol': 3.2, 'simsiam': 1.6}
+
+
+def _probe(name: str) -> list[Row]:
+  """The card rows of the paper's linear probe, the run's ``evals.linear``."""
+  source, values = PROBES[name]
+  return [Row(f'evals.linear.{field}', value, source) for field, value in values.items()]
+
+
 # SimCLR v2: the README's pretraining command and issue #77 (v2's settings).
 _SIMCLR_V2 = _rows(
     ('batch_size', 4096, 'simclr README.md: --train_batch_size=4096'),
@@ -71,7 +126,7 @@ _SIMCLR_V2 = _rows(
     ('evals.finetune_1pct.dataset', 'imagenet2012_subset/1pct',
      'simclr README.md: --dataset=imagenet2012_subset/1pct'),
     ('evals.finetune_10pct.total_epochs', 30.0, 'SimCLR v2 paper §A: 30 epochs for 10%'),
-)
+) + _probe('simclr')
 
 _SIMCLR_V1 = _rows(
     ('batch_size', 4096, 'SimCLR paper §B.1: batch 4096'),
@@ -82,7 +137,7 @@ _SIMCLR_V1 = _rows(
     ('optimizer.weight_decay', 1e-6, 'SimCLR paper §B.1: 1e-6'),
     ('optimizer.warmup_epochs', 10.0, 'SimCLR paper §B.1: 10 warm-up epochs'),
     ('augment.brightness_mode', 'additive', 'simclr be133b3 data_util.py: additive'),
-)
+) + _probe('simclr')
 
 
 def _moco(version: int) -> list[Row]:
@@ -108,7 +163,7 @@ def _moco(version: int) -> list[Row]:
       ('augment.normalize', 'imagenet', 'moco main_moco.py: Normalize(ImageNet mean, std)'),
       ('augment.brightness', 0.4, 'moco main_moco.py: ColorJitter(0.4, 0.4, 0.4, .)'),
       ('augment.grayscale_prob', 0.2, 'moco main_moco.py: RandomGrayscale(p=0.2)'),
-  )
+  ) + _probe('moco')
   if version == 1:
     return rows + _rows(
         ('moco.temperature', 0.07, 'moco main_moco.py: --moco-t 0.07'),
@@ -155,7 +210,7 @@ _BYOL = _rows(
     ('augment.hue', 0.1, 'byol/utils/augmentations.py: hue 0.1'),
     ('augment.blur_prob', (1.0, 0.1), 'byol/utils/augmentations.py: blur p 1.0 / 0.1'),
     ('augment.solarize_prob', (0.0, 0.2), 'byol/utils/augmentations.py: solarize 0 / 0.2'),
-)
+) + _probe('byol')
 
 _SIMSIAM = _rows(
     ('batch_size', 512, 'simsiam README.md: -b 512'),
@@ -168,7 +223,7 @@ _SIMSIAM = _rows(
     ('model.bn_momentum', 0.9, 'torch BatchNorm2d: momentum 0.1'),
     ('model.conv_init', 'fan_out_normal', 'torchvision resnet.py: kaiming_normal_ fan_out'),
     ('input.crop_area', (0.2, 1.0), 'simsiam main_simsiam.py: RandomResizedCrop(0.2, 1.)'),
-)
+) + _probe('simsiam')
 
 # Revisiting: the released 8-core configs (config/<task>/imagenet.sh, reference §3).
 _REVISITING = _rows(
@@ -185,7 +240,8 @@ _REVISITING = _rows(
     ('input.resize', 'bilinear_tf1', 'revisiting preprocess.py: tf.image.resize_images'),
     ('input.eval_resize', 'area', 'revisiting preprocess.py:62 resize_small: area'),
     ('dataset.holdout_examples', 50_000, 'Revisiting §3: 50,000 held-out train images'),
-)
+    ('evals.lbfgs.test_split', 'holdout', 'Revisiting §3: L-BFGS reported on the own split'),
+) + _probe('revisiting')
 
 _SUPERVISED_V1 = _rows(
     ('batch_size', 256, 'pytorch/examples imagenet/main.py: -b 256'),
@@ -202,7 +258,7 @@ _SUPERVISED_V1 = _rows(
     ('input.crop_area', (0.08, 1.0), 'torchvision RandomResizedCrop default scale'),
     ('supervised.augment', 'none', 'pytorch/examples imagenet/main.py: crop and flip only'),
     ('augment.normalize', 'imagenet', 'pytorch/examples imagenet/main.py: Normalize'),
-)
+) + _probe('moco')
 
 # (config file, argument) -> card.
 CARDS: dict[tuple[str, str], list[Row]] = {

@@ -10,56 +10,13 @@ import numpy as np
 import pytest
 
 from ssl_jax import optim
+from ssl_jax import recipe_card
 from ssl_jax import step as step_lib
 from ssl_jax.evaluate import linear
 from ssl_jax.evaluate import mlp
 
-# (field, value) per preset, read from the official code (snapshots: moco 132aea9,
-# simclr 383d414, simsiam a7bc177, revisiting-self-supervised b530e3b).
-SOURCES = {
-    'revisiting': {  # config/evaluation/rotation_or_exemplar.sh; trainer.py:72-80.
-        'batch_size': 512, 'total_epochs': 70.0, 'crop': 'resize_small', 'resize': 256,
-        'head_init': 'glorot', 'optimizer.base_lr': 0.1, 'optimizer.lr_scaling': 'linear',
-        'optimizer.schedule': 'step', 'optimizer.decay_epochs': (30.0, 50.0),
-        'optimizer.weight_decay': 0.0, 'optimizer.nesterov': False,
-        'optimizer.warmup_steps': 0,
-        'layers': ('after_root', 'block1', 'block2', 'block3', 'block4', 'pre_logits')},
-    'moco': {  # main_lincls.py:56-100, 240-241, 354-355.
-        'batch_size': 256, 'total_epochs': 100.0, 'crop': 'inception',
-        'crop_area': (0.08, 1.0), 'head_init': 'normal', 'optimizer.name': 'sgd',
-        'optimizer.base_lr': 30.0, 'optimizer.lr_scaling': 'none',
-        'optimizer.schedule': 'step', 'optimizer.decay_epochs': (60.0, 80.0),
-        'optimizer.momentum': 0.9, 'optimizer.nesterov': False,
-        'optimizer.weight_decay': 0.0, 'optimizer.warmup_steps': 0,
-        'layers': ('pre_logits',)},
-    'simclr': {  # README.md:136-144; model_util.py:46-90; data_util.py:316-322,469-472.
-        'batch_size': 4096, 'total_epochs': 90.0, 'crop': 'inception',
-        'crop_area': (0.08, 1.0), 'head_init': 'zeros', 'optimizer.name': 'sgd',
-        'optimizer.base_lr': 0.1, 'optimizer.lr_scaling': 'linear',
-        'optimizer.schedule': 'cosine', 'optimizer.momentum': 0.9,
-        'optimizer.nesterov': True, 'optimizer.weight_decay': 1e-6,
-        'optimizer.weight_decay_on': 'all', 'optimizer.warmup_steps': 0,
-        'layers': ('pre_logits',)},
-    'byol': {  # byol/configs/eval.py:29-44; main_loop.py:37; utils/dataset.py:192-217.
-        'batch_size': 4096, 'total_epochs': 80.0, 'crop': 'inception',
-        'crop_area': (0.08, 1.0), 'head_init': 'truncated_fan_in', 'optimizer.name': 'sgd',
-        'optimizer.base_lr': 0.2, 'optimizer.lr_scaling': 'linear',
-        'optimizer.schedule': 'cosine', 'optimizer.momentum': 0.9,
-        'optimizer.nesterov': True, 'optimizer.weight_decay': 0.0,
-        'optimizer.warmup_steps': 0, 'layers': ('pre_logits',)},
-    'simsiam': {  # main_lincls.py:44-57, 160-161, 188, 226-232, 267-268, 491-495.
-        'batch_size': 4096, 'total_epochs': 90.0, 'crop': 'inception',
-        'crop_area': (0.08, 1.0), 'head_init': 'normal', 'optimizer.name': 'lars',
-        'optimizer.lars_eta': 1e-3, 'optimizer.base_lr': 0.1,
-        'optimizer.lr_scaling': 'linear', 'optimizer.schedule': 'cosine',
-        'optimizer.momentum': 0.9, 'optimizer.nesterov': False,
-        'optimizer.weight_decay': 0.0, 'optimizer.warmup_steps': 0,
-        'layers': ('pre_logits',)},
-}
-# Peak learning rates the sources state or compute: rotation_or_exemplar.sh (0.1 x 512 /
-# 256), MoCo's README.md:62 (--lr 30.0 at 256), SimCLR paper B.6 (1.6), BYOL's
-# schedules.py:34 (0.2 x 4096 / 256), SimSiam's init_lr (0.1 x 4096 / 256).
-PEAK_LR = {'revisiting': 0.2, 'moco': 30.0, 'simclr': 1.6, 'byol': 3.2, 'simsiam': 1.6}
+SOURCES = {name: values for name, (_, values) in recipe_card.PROBES.items()}
+PEAK_LR = recipe_card.PROBE_PEAK_LR
 
 
 def _field(section, dotted):
