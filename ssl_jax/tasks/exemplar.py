@@ -251,8 +251,8 @@ def semihard_triplet_loss(embeddings: jax.Array, copies: int,
 def loss(outputs: jax.Array, views: dict, task_state, s: tasks.Sections,
          progress: tasks.Progress):
   """The semi-hard triplet loss of each group of ``exemplar.group_images`` images,
-  normalised within the group, averaged over the groups (the original's per-core losses,
-  averaged by its cross-shard optimiser).
+  normalised within the group, averaged over the groups (the original's per-core losses).
+  The metrics, also averaged, count negatives within the group.
 
   The loss reads the image-major layout of :func:`views` (``views['labels']`` spells it
   out); the groups are the same on any number of devices.
