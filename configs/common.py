@@ -46,6 +46,12 @@ def revisiting(arg: str | None, *, task: str, model: str, k: float, variant: str
   c.model.dtype = 'bfloat16'  # Accelerators; runlocal sets float32.
   _dataset(c, args.dataset)
   c.batch_size = args.batch
+  # BN statistics per TPU core, as the released code (models/resnet.py:44-45:
+  # tf.layers.batch_normalization, no cross-replica sum) on its 8-core setup (README.md:
+  # 41-44): the recipe's batch / 8 images, a fixed group whatever the devices. 8 of 64
+  # for Rotation and Exemplar, 16 of 128 for the patch tasks (config/*/imagenet.sh:24),
+  # 32 of 256 supervised (config/supervised/imagenet.sh:27).
+  c.bn_group_images = batch // 8
   # The code's resizes: TF1's bilinear for the pretext crops (slim Inception preprocessing
   # in fast mode; the patch tasks' squashed resize is their own, preprocess.py:140), and
   # for the linear evaluation resize_small's area resize, for the probe's training crops

@@ -56,7 +56,10 @@ def run_config(task: str) -> ConfigDict:
   c.eval_batch_size = 256  # Global, for feature extraction.
   c.total_epochs = 35.0  # Used when total_steps < 0.
   c.total_steps = -1  # >= 0 overrides total_epochs; 0 saves the random initialisation.
-  c.per_device_bn = False  # True: BN statistics per device, as the original TPU code.
+  # > 0: BatchNorm statistics over fixed groups of this many images (with all their
+  # inputs: 4 rotations, 8 copies, 9 patches), whatever the number of devices, as each
+  # TPU core of the original code; 0: over the global batch.
+  c.bn_group_images = 0
   c.log_every = 100
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
@@ -105,11 +108,13 @@ def validate(config: ConfigDict) -> None:
   from ssl_jax.data import preprocess
   if config.batch_size <= 0 or config.eval_batch_size <= 0:
     raise ValueError('batch_size and eval_batch_size must be positive.')
+  task = import_component('tasks', config.task)
+  validate_bn_groups(config.bn_group_images, config.batch_size, config.task,
+                     hasattr(task, 'bn_groups'))
   models.validate(config.model)
   optim.validate(config.optimizer)
   augment.validate(config.augment)
   preprocess.validate(config.input)
-  task = import_component('tasks', config.task)
   if hasattr(task, 'validate'):
     task.validate(config[config.task], batch_size=config.batch_size)
   if config.input.local_crops and not getattr(task, 'MULTICROP', False):
@@ -122,6 +127,22 @@ def validate(config: ConfigDict) -> None:
                        'training).')
     if hasattr(module, 'validate'):
       module.validate(section)
+
+
+def validate_bn_groups(group_images: int, batch_size: int, task: str,
+                       task_has_groups: bool) -> None:
+  """Raises ValueError unless ``bn_group_images`` splits the batch into whole groups of
+  images, and only for a task that does not choose its own BN groups (MoCo's shuffled BN)."""
+  if group_images < 0:
+    raise ValueError(f'bn_group_images={group_images} must be >= 0 (0: global BN).')
+  if group_images and batch_size % group_images:
+    raise ValueError(f'bn_group_images={group_images} does not divide batch_size='
+                     f'{batch_size}: BN groups are whole groups of images; choose a '
+                     'batch_size that is a multiple of bn_group_images, or another '
+                     'bn_group_images.')
+  if group_images and task_has_groups:
+    raise ValueError(f'bn_group_images={group_images}: task {task!r} chooses its own BN '
+                     f'groups (bn_groups in ssl_jax/tasks/{task}.py); set bn_group_images=0.')
 
 
 def check_choice(section: ConfigDict, name: str, field: str,
@@ -201,12 +222,24 @@ def from_json(text: str) -> ConfigDict:
                      'sections (its evals is a list of names, not named instances): '
                      'retrain with this version, or evaluate it with the ssl_jax commit '
                      '7ea9506 that wrote it.')
+  _drop_per_device_bn(loaded)
   config = run_config(loaded['task'])
   for name, section in loaded.get('evals', {}).items():
     config.evals[name] = evaluator(section['type'])
   merge(config, loaded, path='')
   config.lock()
   return config
+
+
+def _drop_per_device_bn(loaded: dict) -> None:
+  """Reads a config.json written before ``bn_group_images``: its ``per_device_bn=False``
+  is global BN, ``bn_group_images=0``; True depended on the device count it ran on, which
+  the file does not record."""
+  if loaded.pop('per_device_bn', False):
+    raise ValueError('This config.json trained with per_device_bn=True (BN statistics per '
+                     'device, which bn_group_images replaced): in the file, replace '
+                     '"per_device_bn": true by "bn_group_images": <batch_size / the number '
+                     'of devices it trained on>.')
 
 
 def merge(config: ConfigDict, values: dict, path: str = '') -> None:

@@ -96,11 +96,22 @@ def build_encoder(model_config: ml_collections.ConfigDict, bn_groups: int = 1) -
 
 
 def bn_groups(config: ml_collections.ConfigDict, task: ModuleType, num_devices: int) -> int:
-  """The task's ``bn_groups`` if it declares them (MoCo), else one group per device with
-  ``per_device_bn`` and one (global BN) without."""
+  """How many equal slices of the batch axis BatchNorm takes its statistics over: the
+  task's ``bn_groups`` if it declares them (MoCo's shuffled BN), else ``batch_size /
+  bn_group_images`` groups (1, global BN, with ``bn_group_images=0``).
+
+  A slice of the image-major inputs (the task contract: an image's inputs are adjacent
+  rows) holds whole images with all their inputs, so the groups are the same on any number
+  of devices. The original code's per-core BN (tf.layers.batch_normalization in
+  models/resnet.py, no cross-replica sum, under TPUEstimator) saw the per-core batch: 8
+  images of the released 8-core configs' batch 64 (config/rotation/imagenet.sh,
+  config/exemplar/imagenet.sh), 16 of batch 128 (config/jigsaw/imagenet.sh).
+  """
   if hasattr(task, 'bn_groups'):
     return task.bn_groups(task_sections(config), num_devices)
-  return num_devices if config.per_device_bn else 1
+  config_lib.validate_bn_groups(config.bn_group_images, config.batch_size, config.task,
+                                task_has_groups=False)
+  return config.batch_size // config.bn_group_images if config.bn_group_images else 1
 
 
 def build_model(config: ml_collections.ConfigDict, task: ModuleType, num_classes: int,

@@ -10,6 +10,7 @@ from conftest import compare_1_and_8_devices
 from conftest import progress
 from conftest import sections
 from conftest import tiny_config
+from ssl_jax import config_lib
 from ssl_jax.tasks import exemplar
 
 
@@ -58,7 +59,8 @@ def test_triplet_loss_matches_brute_force(mode, margin):
   embeddings = embeddings.astype(np.float32)
   config = tiny_config(task='exemplar', **{'exemplar.copies': copies,
                                            'exemplar.normalize': mode,
-                                           'exemplar.margin': margin})
+                                           'exemplar.margin': margin,
+                                           'exemplar.group_images': 0})
   value, metrics = jax.jit(lambda e: exemplar.loss(e, {}, None, sections(config),
                                                    progress()))(embeddings)
   expected, branches = _brute_force_loss(embeddings, copies, margin, mode)
@@ -66,6 +68,42 @@ def test_triplet_loss_matches_brute_force(mode, margin):
   np.testing.assert_allclose(value, expected, rtol=1e-5)
   assert 0.0 < float(metrics['triplet_accuracy']) < 1.0
   assert 0.0 < float(metrics['active_triplets']) <= 1.0
+
+
+def test_grouped_loss_is_the_mean_of_each_groups_normalised_loss():
+  """The released code's form: each group of 8 images x 8 copies ([64, D], one TPU
+  core's share) L2-normalised along its batch axis and mined on its own; the loss is the
+  mean over the groups. Two groups of different scale: a global normalisation or mining
+  would mix them."""
+  rng = np.random.default_rng(2)
+  copies, group_images, dim = 8, 8, 6
+  centres = np.repeat(rng.normal(size=(2 * group_images, dim)), copies, axis=0)
+  embeddings = centres + 0.8 * rng.normal(size=centres.shape)
+  embeddings[64:] *= 5.0
+  embeddings = embeddings.astype(np.float32)
+  config = tiny_config(task='exemplar', batch_size=2 * group_images, **{
+      'exemplar.copies': copies, 'exemplar.group_images': group_images})
+  assert config.exemplar.normalize == 'batch' and config.exemplar.margin == 0.5
+  value, _ = jax.jit(lambda e: exemplar.loss(e, {}, None, sections(config), progress()))(
+      embeddings)
+  per_group = [_brute_force_loss(embeddings[i:i + 64], copies, 0.5, 'batch')
+               for i in (0, 64)]
+  assert all(b['semihard'] > 0 for _, b in per_group)
+  np.testing.assert_allclose(value, np.mean([loss for loss, _ in per_group]), rtol=1e-5)
+  whole, _ = _brute_force_loss(embeddings, copies, 0.5, 'batch')
+  assert abs(float(value) - whole) > 1e-3
+  with pytest.raises(ValueError, match='exemplar.group_images=8'):
+    exemplar.loss(embeddings[:96], {}, None, sections(config), progress())
+
+
+def test_group_images_must_divide_the_batch():
+  config = config_lib.run_config('exemplar')
+  config.batch_size = 12
+  with pytest.raises(ValueError, match='exemplar.group_images=8 does not divide batch_size'):
+    config_lib.validate(config)
+  config.exemplar.group_images = 1
+  with pytest.raises(ValueError, match='exemplar.group_images=1'):
+    config_lib.validate(config)
 
 
 def test_triplet_loss_gradient_is_finite_and_normalisation_is_per_vector_or_dimension():
@@ -136,11 +174,16 @@ def test_host_preprocess_gives_different_deterministic_crops():
   assert not np.array_equal(other['image'].numpy(), copies)
 
 
-@pytest.mark.parametrize('copies,mode', [(2, 'batch'), (4, 'vector')])
-def test_loss_and_step_equal_on_1_and_8_devices(copies, mode):
+@pytest.mark.parametrize('copies,mode,group', [(2, 'batch', 4), (4, 'vector', 2),
+                                               (4, 'vector', 0)])
+def test_loss_and_step_equal_on_1_and_8_devices(copies, mode, group):
+  # Groups of 4 images span 2 of the 8 devices, groups of 2 lie on one. A small learning
+  # rate: normalising over a few embeddings makes gradients 4x larger, and so their
+  # float32 rounding, which the parameter comparison's atol reads after the update.
   config = tiny_config(task='exemplar', **{
       'exemplar.copies': copies, 'exemplar.embedding': 16, 'exemplar.normalize': mode,
-      'optimizer.warmup_steps': 0})
+      'exemplar.group_images': group, 'optimizer.warmup_steps': 0,
+      'optimizer.base_lr': 0.04})
   batch = {'image': np.random.default_rng(0).integers(
       0, 256, (16, copies, 16, 16, 3)).astype(np.uint8)}
   state1, metrics1 = compare_1_and_8_devices(

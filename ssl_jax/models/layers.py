@@ -47,9 +47,10 @@ class Conv(nn.Module):
 
 class BatchNorm(nn.Module):
   """BatchNorm whose training statistics are taken over ``groups`` equal slices of the
-  batch axis. groups=1 is global (cross-device) BN under jit; groups=number of devices
-  reproduces the per-core statistics of the original TPU code without shard_map, because
-  each slice lives on one device when the batch is sharded over the mesh."""
+  batch axis. groups=1 is global (cross-device) BN under jit; with image-major inputs a
+  slice holds whole images, so fixed groups of images (``bn_group_images``, the per-core
+  statistics of the original TPU code) give the same result on any number of devices,
+  without shard_map (a slice lives on one device when the groups are a multiple of it)."""
   momentum: float = 0.99
   epsilon: float = 1e-3
   groups: int = 1
@@ -76,7 +77,7 @@ class BatchNorm(nn.Module):
       var = jnp.square(grouped - mean).mean(axes, keepdims=True)
       y = ((grouped - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
       if not self.is_initializing():
-        # Running statistics average the per-group statistics (one per device).
+        # Running statistics average the per-group statistics.
         batch_mean = mean.reshape(self.groups, features).mean(0)
         batch_var = var.reshape(self.groups, features).mean(0)
         ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * batch_mean

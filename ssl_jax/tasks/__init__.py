@@ -20,6 +20,8 @@ Required:
     resolution for multi-crop; one per view for BYOL's per-view BN): the encoder then runs
     on each and the head sees the pooled end points (``pre_logits``) concatenated along
     the batch axis in that order.
+    Rows are image-major: an image's inputs (its rotations, copies, patches, views) are
+    adjacent, so that equal slices of the batch (BN groups, devices) hold whole images.
     Whatever else the loss reads goes beside ``inputs``.
 
 ``make_head(s, num_classes) -> flax.linen.Module``
@@ -46,8 +48,8 @@ Optional:
     refused for other tasks).
 ``bn_groups(s, num_devices) -> int``
     How many equal slices of the batch BatchNorm takes its statistics over, in the online
-    and the second network alike (default: 1, global BN; ``num_devices`` with
-    ``per_device_bn``). MoCo's shuffled BN sets it.
+    and the second network alike (default: ``batch_size / bn_group_images``, or 1, global
+    BN, with ``bn_group_images=0``). MoCo's shuffled BN sets it.
 ``TARGET = 'copy' | 'fresh'``
     A second network (the same encoder, BN groups and head), built by the loop: its
     parameters are ``task_state['target_params']``, at the start a copy of the online

@@ -17,13 +17,20 @@ after the crop and the bilinear resize. The channel mean commutes with both, so 
 differ only by the rounding of the resized crop to uint8 (and the original's integer mean
 of uint8 pixels).
 
-Embedding normalisation (``exemplar.normalize``, recorded in the run's config.json):
-``'vector'`` (default) L2-normalises each embedding, as TF's triplet loss expects;
-``'batch'`` is the original code's quirk, L2-normalising each embedding dimension along
-the batch axis (reference §2.2, normalisation quirk). Both act on the global batch: the
-original mined negatives and normalised per TPU core (8 images x 8 copies), here the
-distances, the mining and the normalisation span all ``batch_size * copies`` inputs, so the
-result does not depend on the number of devices.
+Groups (``exemplar.group_images``) and normalisation (``exemplar.normalize``) follow the
+released code. Its model_fn runs on each TPU core's share of the batch (TPUEstimator's
+per-shard ``params['batch_size']``, datasets.py:134): 8 images x 8 copies of the 8-core
+config's batch 64 (config/exemplar/imagenet.sh:24,37; README.md:41-44, the 8-core
+setup). It L2-normalises those 64 [64, 1000] logits with ``tf.nn.l2_normalize(logits,
+axis=0)`` and mines triplets among them alone (self_supervision/exemplar.py:133-135).
+Here the batch is cut into groups of ``group_images`` images (0: one group, the global
+batch), a fixed size whatever the number of devices; each group is normalised and mined
+on its own, and the loss is the mean over the groups. ``'batch'`` (default) normalises as
+``axis=0`` does: each embedding dimension to unit norm across the group's 64 embeddings,
+so the squared distance of two unrelated embeddings is about 2 x 1000 / 64 = 31, and the
+0.5 margin small beside it. ``'vector'`` L2-normalises each embedding, as TF's triplet
+loss documents (squared distances in [0, 4]): the paper's evident intent and this
+code's earlier default.
 
 Batch sizes and learning-rate scaling count images, not inputs.
 """
@@ -37,36 +44,46 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_jax import config_lib
 from ssl_jax import tasks
 from ssl_jax.data import augment
 
 if TYPE_CHECKING:
   import tensorflow as tf
 
-NORMALIZATIONS = ('vector', 'batch')
+NORMALIZATIONS = ('batch', 'vector')
 
 
 def config() -> ml_collections.ConfigDict:
-  """The ``exemplar`` section (Revisiting §2.2)."""
+  """The ``exemplar`` section (Revisiting §2.2), the released code's values
+  (config/exemplar/imagenet.sh, self_supervision/exemplar.py)."""
   c = ml_collections.ConfigDict()
-  c.copies = 8  # Augmented copies per image.
-  c.embedding = 1000
-  c.margin = 0.5
-  c.normalize = 'vector'  # 'vector' (per embedding) or 'batch' (original code).
+  c.copies = 8  # Augmented copies per image (--num_of_inception_patches 8).
+  c.embedding = 1000  # --embed_dim 1000.
+  c.margin = 0.5  # --margin 0.5.
+  # Images per group of normalisation and mining: 8, one TPU core's share of batch 64 on
+  # the released 8-core setup; 0: the global batch.
+  c.group_images = 8
+  c.normalize = 'batch'  # 'batch': along the group's batch axis (code); 'vector'.
   c.grayscale = 0.66  # Probability that all copies of an image are grey.
   return c
 
 
 def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
   """Raises ValueError naming the field and the fix."""
-  del batch_size
-  if task_config.normalize not in NORMALIZATIONS:
-    raise ValueError(f"exemplar.normalize={task_config.normalize!r}: use 'vector' or "
-                     "'batch'.")
+  config_lib.check_choice(task_config, 'exemplar', 'normalize', NORMALIZATIONS)
   if task_config.copies < 2:
     raise ValueError('exemplar.copies must be >= 2: the triplet loss needs positives.')
   if not 0.0 <= task_config.grayscale <= 1.0:
     raise ValueError(f'exemplar.grayscale={task_config.grayscale} is a probability: use 0..1.')
+  group = task_config.group_images
+  if group < 0 or group == 1:
+    raise ValueError(f'exemplar.group_images={group}: use 0 (the global batch) or >= 2 '
+                     "(the negatives are the group's other images).")
+  if group and batch_size % group:
+    raise ValueError(f'exemplar.group_images={group} does not divide batch_size='
+                     f'{batch_size}: choose a batch_size that is a multiple of it, or '
+                     'another exemplar.group_images.')
 
 
 def input_shapes(s: tasks.Sections) -> dict[str, tuple[int, ...]]:
@@ -152,11 +169,23 @@ def l2_normalize(x: jax.Array, axis: int) -> jax.Array:
 
 
 def normalize(embeddings: jax.Array, mode: str) -> jax.Array:
-  """[N, D] embeddings L2-normalised per vector ('vector') or, as the original code's
-  ``tf.nn.l2_normalize(logits, axis=0)``, per dimension along the batch ('batch')."""
+  """[..., N, D] embeddings L2-normalised per vector ('vector') or, as the original code's
+  ``tf.nn.l2_normalize(logits, axis=0)`` on [N, D] logits, per dimension along the N axis
+  of each group ('batch')."""
   if mode not in NORMALIZATIONS:
     raise ValueError(f'exemplar.normalize={mode!r}: use one of {", ".join(NORMALIZATIONS)}.')
-  return l2_normalize(embeddings, axis=1 if mode == 'vector' else 0)
+  return l2_normalize(embeddings, axis=-1 if mode == 'vector' else -2)
+
+
+def group(embeddings: jax.Array, copies: int, group_images: int) -> jax.Array:
+  """Image-major [B * copies, D] -> [B / group_images, group_images * copies, D]: whole
+  images' copies per group (``group_images=0``: one group of all)."""
+  num_images = embeddings.shape[0] // copies
+  if embeddings.shape[0] % copies or (group_images and num_images % group_images):
+    raise ValueError(f'{embeddings.shape[0]} embeddings are not whole groups of '
+                     f'exemplar.group_images={group_images} images of {copies} copies.')
+  num_groups = num_images // group_images if group_images else 1
+  return embeddings.reshape((num_groups, -1) + embeddings.shape[1:])
 
 
 def pairwise_squared_distances(x: jax.Array) -> jax.Array:
@@ -221,11 +250,16 @@ def semihard_triplet_loss(embeddings: jax.Array, copies: int,
 
 def loss(outputs: jax.Array, views: dict, task_state, s: tasks.Sections,
          progress: tasks.Progress):
-  """The semi-hard triplet loss of the normalised float32 embeddings of the global batch.
+  """The semi-hard triplet loss of each group of ``exemplar.group_images`` images,
+  normalised within the group, averaged over the groups (the original's per-core losses).
+  The metrics, also averaged, count negatives within the group.
 
   The loss reads the image-major layout of :func:`views` (``views['labels']`` spells it
-  out); XLA inserts the cross-device reductions of the global distance matrix.
+  out); the groups are the same on any number of devices.
   """
   del views, task_state, progress
-  embeddings = normalize(outputs.astype(jnp.float32), s.task.normalize)
-  return semihard_triplet_loss(embeddings, s.task.copies, s.task.margin)
+  grouped = normalize(group(outputs.astype(jnp.float32), s.task.copies, s.task.group_images),
+                      s.task.normalize)
+  losses, metrics = jax.vmap(
+      lambda e: semihard_triplet_loss(e, s.task.copies, s.task.margin))(grouped)
+  return losses.mean(), jax.tree.map(jnp.mean, metrics)
