@@ -274,23 +274,31 @@ CARDS: dict[tuple[str, str], list[Row]] = {
     ('rotation_revnet50', ''): _REVISITING + _rows(
         ('model.name', 'revnet', 'Revisiting Table 1: RevNet50'),
         ('model.k', 16.0, 'revisiting config/rotation/imagenet.sh: width 16'),
-        ('batch_size', 64, 'revisiting config/rotation/imagenet.sh: 8-core batch 64')),
+        ('batch_size', 64, 'revisiting config/rotation/imagenet.sh: 8-core batch 64'),
+        ('bn_group_images', 8, 'revisiting models/resnet.py:44-45: BN per core, 64 / 8')),
     ('exemplar_resnet50', ''): _REVISITING + _rows(
         ('model.variant', 'v1', 'Revisiting Table 2: ResNet50 v1'),
         ('model.k', 12.0, 'revisiting config/exemplar/imagenet.sh: width 12'),
         ('exemplar.copies', 8, 'revisiting config/exemplar/imagenet.sh: 8 copies'),
-        ('exemplar.margin', 0.5, 'revisiting exemplar.py: triplet margin 0.5')),
+        ('exemplar.margin', 0.5, 'revisiting exemplar.py: triplet margin 0.5'),
+        ('exemplar.group_images', 8, 'revisiting exemplar.py:91: mined per core (8 images)'),
+        ('exemplar.normalize', 'batch', 'revisiting exemplar.py:133: l2_normalize(axis=0)'),
+        ('bn_group_images', 8, 'revisiting models/resnet.py:44-45: BN per core, 64 / 8'),
+        ('input.eval_standardize', False, 'revisiting config/evaluation/'
+         'rotation_or_exemplar.sh:31: -1_to_1')),
     ('jigsaw_resnet50', ''): _REVISITING + _rows(
         ('model.k', 8.0, 'revisiting config/jigsaw/imagenet.sh: width 8'),
         ('batch_size', 128, 'revisiting config/jigsaw/imagenet.sh: batch 128'),
         ('jigsaw.grayscale', 0.66, 'revisiting config/jigsaw/imagenet.sh: grayscale 0.66'),
         ('jigsaw.grayscale_per', 'image', 'revisiting preprocess.py: one coin per image'),
-        ('jigsaw.grayscale_weights', 'mean', 'revisiting preprocess.py: RGB mean')),
+        ('jigsaw.grayscale_weights', 'mean', 'revisiting preprocess.py: RGB mean'),
+        ('bn_group_images', 16, 'revisiting models/resnet.py:44-45: BN per core, 128 / 8')),
     ('relative_patch_resnet50', ''): _REVISITING + _rows(
         ('model.k', 8.0, 'revisiting config/relative_patch_location/imagenet.sh: width 8'),
         ('batch_size', 128, 'revisiting config/relative_patch_location/imagenet.sh: 128'),
         ('relative_patch.grayscale', 0.66, 'revisiting config/relative_patch_location/'
-         'imagenet.sh: grayscale 0.66')),
+         'imagenet.sh: grayscale 0.66'),
+        ('bn_group_images', 16, 'revisiting models/resnet.py:44-45: BN per core, 128 / 8')),
 }
 
 
