@@ -111,3 +111,19 @@ def test_paper_probe_presets_run_by_name(trained, tmp_path):
   results = main_lib.run(config, str(tmp_path))
   for name in ('linear_simclr', 'linear_moco'):
     assert 0.0 <= results[f'{name}/pre_logits/top1'] <= 1.0
+
+
+def test_probe_on_a_per_class_subset_trains_on_its_epoch(trained, tmp_path):
+  """examples_per_class=5 (Revisiting §4.6's low-data probes): one epoch of the 50
+  labelled images at batch 16 is floor(50 / 16) = 3 steps, not an epoch of 4,085."""
+  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'linear_eval.py')
+  spec = importlib.util.spec_from_file_location('linear_eval', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(f'workdir={trained},protocol=linear,layers=pre_logits')
+  config.unlock()
+  config.evals.linear.update(examples_per_class=5, batch_size=16, total_epochs=1.0)
+  config.lock()
+  results = main_lib.run(config, str(tmp_path))
+  assert 0.0 <= results['linear/pre_logits/top1'] <= 1.0
+  assert os.listdir(tmp_path / 'evals' / 'linear' / 'checkpoints') == ['3']

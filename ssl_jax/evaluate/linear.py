@@ -104,6 +104,10 @@ def config() -> ml_collections.ConfigDict:
   # Standardise each feature (BatchNorm without scale or offset: batch statistics in
   # training, their running mean at test). No paper probe does; the MLP probe needs it.
   c.standardize_features = False
+  # The low-data regime (Revisiting §4.6, Fig. 7): > 0, or < 1, trains on a fixed seeded
+  # subset of each class (input_pipeline.labelled_subset_ids: nested, deterministic).
+  c.examples_per_class = 0
+  c.label_fraction = 1.0
   c.log_every = 100
   c.checkpoint_every = 1000
   c.optimizer = optim.config()
@@ -127,6 +131,10 @@ def validate(section: ml_collections.ConfigDict) -> None:
   if not 0.0 < section.crop_area[0] <= section.crop_area[1] <= 1.0:
     raise ValueError(f'crop_area={tuple(section.crop_area)}: use (low, high) with '
                      '0 < low <= high <= 1.')
+  if section.examples_per_class > 0 and section.label_fraction < 1.0:
+    raise ValueError('A probe takes examples_per_class > 0 or label_fraction < 1, not both.')
+  if not 0.0 < section.label_fraction <= 1.0:
+    raise ValueError(f'label_fraction={section.label_fraction} must lie in (0, 1].')
 
 
 def topk_correct(logits: jax.Array, labels: jax.Array, mask: jax.Array, k: int) -> jax.Array:
@@ -305,8 +313,14 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
   layers: Sequence[str] = tuple(section.layers)
   variables = jax.device_put(encoder.variables, replicated)
   represent = encoder.features_fn(data, layers, section.max_features)
+  keep_ids = None
+  if section.examples_per_class > 0 or section.label_fraction < 1.0:
+    keep_ids = input_pipeline.labelled_subset_ids(
+        data.dataset, data.builder, section.examples_per_class, section.label_fraction,
+        data.seed)
+  num_examples = data.num_train_examples if keep_ids is None else len(keep_ids)
   tx, _, total = optim.for_run(
-      section.optimizer, batch_size=section.batch_size, num_examples=data.num_train_examples,
+      section.optimizer, batch_size=section.batch_size, num_examples=num_examples,
       steps=section.total_steps, epochs=section.total_epochs)
   probe = Probe(data.num_classes, section.hidden, section.dropout, section.head_init,
                 section.standardize_features)
@@ -330,7 +344,7 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
   def batches_from(start: int):
     return input_pipeline.train_batches(data.dataset, data.builder, mesh, crop,
                                         batch_size=section.batch_size, seed=data.seed,
-                                        start_step=start)
+                                        start_step=start, keep_ids=keep_ids)
 
   state, finished = loop.run(
       state, make_train_step(probe, represent, variables, tx, data.seed), batches_from,
