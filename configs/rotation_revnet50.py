@@ -8,6 +8,18 @@ split); SGD linear evaluation, ~500 epochs, 55.4 top-1 / 77.9 top-5 on ImageNet
 validation (Table 2; configs/linear_eval.py). 85.8M parameters.
 
 Arguments as configs/rotation_resnet50.py (k default 16).
+
+runlocal (k=0.25, 32 px, 1,000 steps) does not beat random initialisation on the shipped
+data (L-BFGS pre_logits 37.3% against 39.2%; every end point from block2 on is lower after
+pretraining). The architecture matches the released models/resnet.py (revnet,
+bottleneck_rev, pool_and_double_channels); the cause is the scale. The random RevNet is a
+strong random-feature model: its parameter-free transitions carry the root conv's 16
+random 7x7 filters to pre_logits unchanged (those 16 channels alone give 33.3%, the 112
+channels written by the random residual functions 36.0%), so every end point of the
+random net scores 46-48%. The root conv has neither weight decay nor BN (as released), and
+its kernel norm grows 2.2 -> 16.1 in 1,000 steps at peak lr 0.1 (5.6 at the released
+effective lr 0.025, which gives 38.3%): its filters turn to rotation cues and the identity
+path carries them to every later block (measured; see the README's runlocal notes).
 """
 
 from configs import common
