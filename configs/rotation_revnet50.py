@@ -15,8 +15,8 @@ pretraining). The architecture matches the released models/resnet.py (revnet,
 bottleneck_rev, pool_and_double_channels); the cause is the scale. The random RevNet is a
 strong random-feature model: its parameter-free transitions carry the root conv's 16
 random 7x7 filters to pre_logits unchanged (those 16 channels alone give 33.3%, the 112
-channels written by the random residual functions 36.0%), so every end point of the
-random net scores 46-48%. The root conv has neither weight decay nor BN (as released), and
+channels written by the random residual functions 36.0%), so the end points of the
+random net scores 46-48% (after_root to block4). The root conv has neither weight decay nor BN (as released), and
 its kernel norm grows 2.2 -> 16.1 in 1,000 steps at peak lr 0.1 (5.6 at the released
 effective lr 0.025, which gives 38.3%): its filters turn to rotation cues and the identity
 path carries them to every later block (measured; see the README's runlocal notes).
