@@ -248,6 +248,18 @@ def pytorch_resnet(model: ConfigDict) -> None:
   model.conv_init = 'fan_out_normal'
 
 
+def pytorch_sgd(opt: ConfigDict, base_lr: float) -> None:
+  """torch.optim.SGD as MoCo's main_moco.py and pytorch/examples' imagenet/main.py use
+  it: momentum 0.9 (the section's default), ``base_lr`` x B/256, weight decay 1e-4 on
+  every parameter (model.parameters(), BN and biases included), no warm-up."""
+  opt.name = 'sgd'
+  opt.base_lr = base_lr
+  opt.lr_scaling = 'linear'
+  opt.weight_decay = 1e-4
+  opt.weight_decay_on = 'all'
+  opt.warmup_epochs = 0.0
+
+
 def moco_views(c: ConfigDict, version: int) -> None:
   """MoCo v1's or v2's ("aug+") augmentation (reference contrastive.md §2.1-2.3):
   torchvision RandomResizedCrop(224, scale=(0.2, 1)), ColorJitter, grayscale, and v2's
@@ -281,12 +293,7 @@ def moco(arg: str | None, version: int, exemplar: bool | None = None) -> ConfigD
   c.moco.mlp = version == 2
   moco_views(c, version)
   pytorch_resnet(c.model)
-  c.optimizer.name = 'sgd'
-  c.optimizer.base_lr = 0.03
-  c.optimizer.lr_scaling = 'linear'
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.weight_decay_on = 'all'
-  c.optimizer.warmup_epochs = 0.0
+  pytorch_sgd(c.optimizer, base_lr=0.03)
   if version == 1:
     c.optimizer.schedule = 'step'
     c.optimizer.decay_epochs = (120.0, 160.0)

@@ -44,12 +44,7 @@ def get_config(arg: str | None = None):
     c.supervised.augment = 'contrastive'
   else:
     c.supervised.augment = 'none'
-  c.optimizer.name = 'sgd'
-  c.optimizer.base_lr = 0.1
-  c.optimizer.lr_scaling = 'linear'
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.weight_decay_on = 'all'
-  c.optimizer.warmup_epochs = 0.0
+  common.pytorch_sgd(c.optimizer, base_lr=0.1)
   c.optimizer.schedule = 'step'
   c.optimizer.decay_epochs = (30.0, 60.0)
   if args.runlocal:

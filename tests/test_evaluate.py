@@ -25,12 +25,17 @@ def trained(tmp_path_factory):
   return workdir
 
 
-def _linear_eval_config(workdir, arg):
+def _linear_eval_module():
+  """configs/linear_eval.py, loaded from its file."""
   path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'linear_eval.py')
   spec = importlib.util.spec_from_file_location('linear_eval', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config(f'workdir={workdir},{arg}')
+  return module
+
+
+def _linear_eval_config(workdir, arg):
+  config = _linear_eval_module().get_config(f'workdir={workdir},{arg}')
   config.unlock()
   for name in ('linear', 'mlp'):
     config.evals[name].total_steps = 3
@@ -97,11 +102,7 @@ def test_patch_representation_is_the_mean_over_patches(trained):
 def test_paper_probe_presets_run_by_name(trained, tmp_path):
   """protocol=simclr+moco: the presets' random resized crops, zero and N(0, 0.01) heads,
   Nesterov cosine and step schedules train through the loop."""
-  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'linear_eval.py')
-  spec = importlib.util.spec_from_file_location('linear_eval', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(f'workdir={trained},protocol=simclr+moco')
+  config = _linear_eval_module().get_config(f'workdir={trained},protocol=simclr+moco')
   config.unlock()
   for name in ('linear_simclr', 'linear_moco'):
     assert config.evals[name].crop == 'inception'
@@ -116,11 +117,8 @@ def test_paper_probe_presets_run_by_name(trained, tmp_path):
 def test_probe_on_a_per_class_subset_trains_on_its_epoch(trained, tmp_path):
   """examples_per_class=5 (Revisiting §4.6's low-data probes): one epoch of the 50
   labelled images at batch 16 is floor(50 / 16) = 3 steps, not an epoch of 4,085."""
-  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'linear_eval.py')
-  spec = importlib.util.spec_from_file_location('linear_eval', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(f'workdir={trained},protocol=linear,layers=pre_logits')
+  config = _linear_eval_module().get_config(
+      f'workdir={trained},protocol=linear,layers=pre_logits')
   config.unlock()
   config.evals.linear.update(examples_per_class=5, batch_size=16, total_epochs=1.0)
   config.lock()
