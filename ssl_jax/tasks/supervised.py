@@ -35,7 +35,8 @@ def config() -> ml_collections.ConfigDict:
 def validate(task_config: ml_collections.ConfigDict, *, batch_size: int) -> None:
   """Raises ValueError naming the field and the fix."""
   del batch_size
-  config_lib.check_choice(task_config, 'supervised', 'augment', ('inception', 'contrastive', 'none'))
+  config_lib.check_choice(task_config, 'supervised', 'augment',
+                          ('inception', 'contrastive', 'none'))
 
 
 def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
