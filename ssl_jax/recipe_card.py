@@ -227,16 +227,16 @@ _SIMSIAM = _rows(
 
 # Revisiting: the released 8-core configs (config/<task>/imagenet.sh, reference §3).
 _REVISITING = _rows(
-    ('optimizer.name', 'sgd', 'revisiting trainer.py: MomentumOptimizer'),
-    ('optimizer.base_lr', 0.1, 'revisiting trainer.py: 0.1 x B/256'),
-    ('optimizer.lr_scaling', 'linear', 'revisiting trainer.py: lr x batch / 256'),
-    ('optimizer.weight_decay', 1e-4, 'revisiting config/*/imagenet.sh: --weight_decay 1e-4'),
+    ('optimizer.name', 'sgd', 'revisiting trainer.py:100: tf.train.MomentumOptimizer'),
+    ('optimizer.base_lr', 0.1, 'revisiting config/*/imagenet.sh: --lr 0.1'),
+    ('optimizer.lr_scaling', 'linear', 'revisiting trainer.py:72-73: x batch / lr_scale_batch_size (256)'),
+    ('optimizer.weight_decay', 1e-4, 'revisiting models/utils.py:60: weight_decay default 1e-4'),
     ('optimizer.warmup_epochs', 5.0, 'revisiting config/*/imagenet.sh: --warmup_epochs 5'),
     ('optimizer.decay_epochs', (15.0, 25.0), 'revisiting config/*/imagenet.sh: '
      '--decay_epochs 15,25'),
     ('total_epochs', 35.0, 'revisiting config/*/imagenet.sh: --epochs 35'),
-    ('model.bn_momentum', 0.99, 'revisiting models/utils.py: BN decay 0.99'),
-    ('model.bn_epsilon', 1e-3, 'revisiting models/utils.py: BN epsilon 1e-3'),
+    ('model.bn_momentum', 0.99, 'revisiting models/resnet.py:44-45: tf.layers BN default 0.99'),
+    ('model.bn_epsilon', 1e-3, 'revisiting models/resnet.py:44-45: tf.layers BN default 1e-3'),
     ('input.resize', 'bilinear_tf1', 'revisiting preprocess.py: tf.image.resize_images'),
     ('input.eval_resize', 'area', 'revisiting preprocess.py:62 resize_small: area'),
     ('dataset.holdout_examples', 50_000, 'Revisiting §3: 50,000 held-out train images'),
