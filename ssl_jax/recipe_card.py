@@ -229,7 +229,8 @@ _SIMSIAM = _rows(
 _REVISITING = _rows(
     ('optimizer.name', 'sgd', 'revisiting trainer.py:100: tf.train.MomentumOptimizer'),
     ('optimizer.base_lr', 0.1, 'revisiting config/*/imagenet.sh: --lr 0.1'),
-    ('optimizer.lr_scaling', 'linear', 'revisiting trainer.py:72-73: x batch / lr_scale_batch_size (256)'),
+    ('optimizer.lr_scaling', 'linear',
+     'revisiting trainer.py:72-73: x batch / lr_scale_batch_size (256)'),
     ('optimizer.weight_decay', 1e-4, 'revisiting models/utils.py:60: weight_decay default 1e-4'),
     ('optimizer.warmup_epochs', 5.0, 'revisiting config/*/imagenet.sh: --warmup_epochs 5'),
     ('optimizer.decay_epochs', (15.0, 25.0), 'revisiting config/*/imagenet.sh: '
