@@ -22,8 +22,11 @@ Arguments: augment (crop or mocov2), k, dataset, batch, epochs, runlocal.
 
     python -m ssl_jax.main --config=configs/supervised_v1_resnet50.py:runlocal --workdir=/tmp/sup1
 
-runlocal: the shipped CIFAR-10 subset at 32 px, ResNet50 v1 k=0.25, batch 64, 1,000
-steps (see the README's runlocal table).
+runlocal (the shipped CIFAR-10 subset at 32 px, ResNet50 v1 k=0.25, batch 64, 1,000
+steps): L-BFGS 20.4% -> 43.5%, the paper's linear probe 19.9% -> 34.7%, kNN 18.9% -> 41.4%
+(pre_logits top-1 on the 1,000 test images, random initialisation -> pretrained; measured
+2026-11-30 with benchmarks/runlocal_evidence.sh, the 2-core CPU shared with other runs:
+6.2 minutes).
 """
 
 from configs import common
