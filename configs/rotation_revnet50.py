@@ -12,16 +12,17 @@ Arguments as configs/rotation_resnet50.py (k default 16).
 runlocal (k=0.25, 32 px, 1,000 steps) does not beat random initialisation on the shipped
 data (L-BFGS pre_logits 37.3% against 39.2%; every end point from block2 on is lower after
 pretraining; with the code's 8-image BN groups 37.1% against 39.2%, and the paper's linear
-probe 21.4% -> 22.1%, measured 2026-11-30). The architecture matches the released models/resnet.py (revnet,
-bottleneck_rev, pool_and_double_channels); the cause is the scale (measured, see the
-README's runlocal notes). The random RevNet is a strong random-feature model: its
-parameter-free transitions carry the root conv's 16 random 7x7 filters, pooled, into 16
-of the 128 pre_logits channels (33.3% alone; the 112 channels written only by the random
-residual functions give 36.0%), and its end points after_root to block4 score 45.6-48.1%.
-The root conv has neither weight decay nor BN (as released): its kernel norm grows from
-2.2 to 16.1 in 1,000 steps at peak lr 0.1 (to 5.6 at the released effective lr 0.025,
-which gives 38.3%), after which it makes up the whole variance of block3 and block4, and
-its filters, now fitted to rotation, probe at 28.5% instead of 36.0%.
+probe 21.4% -> 22.1%, measured 2026-11-30). The architecture matches the released
+models/resnet.py (revnet, bottleneck_rev, pool_and_double_channels); the cause is the
+scale (measured, see the README's runlocal notes). The random RevNet is a strong random-
+feature model: its parameter-free transitions carry the root conv's 16 random 7x7 filters,
+pooled, into 16 of the 128 pre_logits channels (33.3% alone; the 112 channels written only
+by the random residual functions give 36.0%), and its end points after_root to block4
+score 45.6-48.1%. The root conv has neither weight decay nor BN (as released): its kernel
+norm grows from 2.2 to 16.1 in 1,000 steps at peak lr 0.1 (to 5.6 at the released
+effective lr 0.025, which gives 38.3%), after which it makes up the whole variance of
+block3 and block4, and its filters, now fitted to rotation, probe at 28.5% instead of
+36.0%.
 """
 
 from configs import common
