@@ -12,8 +12,12 @@ ResNet50 v1, as Jigsaw ranks below it on every architecture reported.
 Arguments as configs/rotation_resnet50.py (model revnet, k default 8).
 
 runlocal (the 100 permutations, 16 per step, no dropout, 24-px patches, k=0.25, 1,000
-steps, 9.8 minutes on a 2-core CPU, training and evaluation): L-BFGS on pre_logits 39.6%
-against 36.2% at random initialisation (--config.total_steps=0); measured 2026-11-22.
+steps): the 9-patch-average pre_logits on the 1,000 test images, random initialisation ->
+pretrained: L-BFGS 37.2% -> 38.5%, the paper's linear probe 21.2% -> 25.6% (measured
+2026-11-30 with benchmarks/runlocal_evidence.sh, the 2-core CPU shared with other runs:
+15.8 minutes). L-BFGS is under the project's 2-point floor since the code's grayscale,
+0-255 standardisation and 16-image BN groups (before: 36.2% -> 39.6%, 2026-11-22); not yet
+tuned.
 """
 
 from configs import common
