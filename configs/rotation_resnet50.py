@@ -20,7 +20,8 @@ runlocal.
 runlocal: the shipped CIFAR-10 subset at 32 px, ResNet50 v2 at k=0.25 with a stride-1
 root, 1,000 steps, 5.8 minutes on a 2-core CPU (training and evaluation): L-BFGS on
 pre_logits 35.2% on the 1,000 held-out images, against 28.2% for the same encoder at
-random initialisation (--config.total_steps=0); measured 2026-11-30.
+random initialisation (--config.total_steps=0); measured 2026-11-30, and again with the
+code's 8-image BN groups (the same 35.2%; the paper's linear probe 13.7% -> 19.5%).
 """
 
 from configs import common
