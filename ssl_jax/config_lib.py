@@ -153,6 +153,16 @@ def check_choice(section: ConfigDict, name: str, field: str,
     raise ValueError(f'{name}.{field}={section[field]!r}: use one of {", ".join(choices)}.')
 
 
+def check_class_subset(name: str, per_class: int, fraction: float) -> None:
+  """Raises ValueError unless at most one of ``per_class`` > 0 and ``fraction`` < 1 asks for
+  a per-class subset and the fraction lies in (0, 1] (``name``: the evaluator, for the
+  message); see input_pipeline.class_subset_ids."""
+  if per_class > 0 and fraction < 1.0:
+    raise ValueError(f'{name}: set a count per class or label_fraction < 1, not both.')
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f'{name}.label_fraction={fraction} must lie in (0, 1].')
+
+
 def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
   """Parses ``'k=16,runlocal'`` into a ConfigDict, typed by ``defaults``.
 

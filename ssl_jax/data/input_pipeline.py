@@ -359,6 +359,16 @@ def labelled_subset_ids(dataset: ml_collections.ConfigDict, builder, labels_per_
   return ids[np.sort(np.concatenate(kept))] if kept else ids[:0]
 
 
+def class_subset_ids(dataset: ml_collections.ConfigDict, builder, per_class: int,
+                     fraction: float, seed: int) -> np.ndarray | None:
+  """:func:`labelled_subset_ids` of the train split when ``per_class`` > 0 or ``fraction``
+  < 1 asks for a subset; None (the whole split) otherwise. The evaluators' one way to
+  take their labelled images (lbfgs, linear, finetune)."""
+  if per_class <= 0 and fraction == 1.0:
+    return None
+  return labelled_subset_ids(dataset, builder, per_class, fraction, seed)
+
+
 def _to_global(batch: dict, sharding: jax.sharding.NamedSharding) -> dict:
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 

@@ -41,6 +41,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from ssl_jax import config_lib
 from ssl_jax import encoder as encoder_lib
 from ssl_jax import loop
 from ssl_jax import optim
@@ -119,9 +120,7 @@ def simclr_v2(label_percent: int) -> ml_collections.ConfigDict:
 def validate(section: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field and the fix."""
   optim.validate(section.optimizer)
-  if section.labels_per_class > 0 and section.label_fraction < 1.0:
-    raise ValueError('finetune: set either labels_per_class > 0 or label_fraction < 1, '
-                     'not both.')
+  config_lib.check_class_subset('finetune', section.labels_per_class, section.label_fraction)
   if section.from_projection_layers < 0:
     raise ValueError(f'finetune.from_projection_layers={section.from_projection_layers}: '
                      'use 0 (pre_logits) or the number of projection layers to keep.')
@@ -166,18 +165,6 @@ def projection_layers(section: ml_collections.ConfigDict, encoder: context_lib.E
                       if name in keep}
                for kind, tree in encoder.head_variables.items()}
   return proj.clone(hidden_only=layers, parent=None, name='projection'), variables
-
-
-def labelled_ids(section: ml_collections.ConfigDict, data: context_lib.DataSpec
-                 ) -> np.ndarray | None:
-  """The ``tfds_id``s of the labelled subset of the instance (seeded by the run's seed),
-  or None to use the whole train split."""
-  from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
-  if section.labels_per_class <= 0 and section.label_fraction == 1.0:
-    return None
-  return input_pipeline.labelled_subset_ids(data.dataset, data.builder,
-                                            section.labels_per_class,
-                                            section.label_fraction, data.seed)
 
 
 def make_train_step(model: Classifier, tx: optax.GradientTransformation,
@@ -244,7 +231,9 @@ def fine_tune(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
         f'{data.input.eval_patch_grid} represents an image by its patches (patch tasks); '
         'set --config.input.eval_patch_grid=0 to fine-tune on whole images.')
   data = labelled_data(section, data)
-  keep_ids = labelled_ids(section, data)
+  keep_ids = input_pipeline.class_subset_ids(data.dataset, data.builder,
+                                              section.labels_per_class,
+                                              section.label_fraction, data.seed)
   num_labelled = data.num_train_examples if keep_ids is None else len(keep_ids)
   tx, _, total = optim.for_run(
       section.optimizer, batch_size=section.batch_size, num_examples=num_labelled,

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from ssl_jax import config_lib
 from ssl_jax.evaluate import context as context_lib
 from ssl_jax.evaluate import features as features_lib
 
@@ -137,8 +138,7 @@ def validate(section: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field and the fix."""
   if not 0.0 < section.holdout_fraction < 1.0:
     raise ValueError('lbfgs.holdout_fraction must lie strictly between 0 and 1.')
-  if not 0.0 < section.label_fraction <= 1.0:
-    raise ValueError(f'lbfgs.label_fraction={section.label_fraction} must lie in (0, 1].')
+  config_lib.check_class_subset('lbfgs', section.examples_per_class, section.label_fraction)
   subsets = section.examples_per_class > 0 or section.label_fraction < 1.0
   if subsets and section.num_train_examples > 0:
     raise ValueError('lbfgs: set num_train_examples=-1 with examples_per_class or '
@@ -170,9 +170,10 @@ def fit_ids(section: ml_collections.ConfigDict, data: context_lib.DataSpec
   ``label_fraction``, or ``num_train_examples`` drawn from the split's ids (no image read)."""
   from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
   dataset, builder = data.dataset, data.builder
-  if section.examples_per_class > 0 or section.label_fraction < 1.0:
-    return input_pipeline.labelled_subset_ids(dataset, builder, section.examples_per_class,
-                                              section.label_fraction, data.seed)
+  subset = input_pipeline.class_subset_ids(dataset, builder, section.examples_per_class,
+                                           section.label_fraction, data.seed)
+  if subset is not None:
+    return subset
   if section.num_train_examples < 0:
     return None
   ids = input_pipeline.example_ids(dataset, builder, dataset.train_split)

@@ -131,10 +131,8 @@ def validate(section: ml_collections.ConfigDict) -> None:
   if not 0.0 < section.crop_area[0] <= section.crop_area[1] <= 1.0:
     raise ValueError(f'crop_area={tuple(section.crop_area)}: use (low, high) with '
                      '0 < low <= high <= 1.')
-  if section.examples_per_class > 0 and section.label_fraction < 1.0:
-    raise ValueError('A probe takes examples_per_class > 0 or label_fraction < 1, not both.')
-  if not 0.0 < section.label_fraction <= 1.0:
-    raise ValueError(f'label_fraction={section.label_fraction} must lie in (0, 1].')
+  config_lib.check_class_subset('evals.<probe>', section.examples_per_class,
+                                section.label_fraction)
 
 
 def topk_correct(logits: jax.Array, labels: jax.Array, mask: jax.Array, k: int) -> jax.Array:
@@ -313,11 +311,9 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
   layers: Sequence[str] = tuple(section.layers)
   variables = jax.device_put(encoder.variables, replicated)
   represent = encoder.features_fn(data, layers, section.max_features)
-  keep_ids = None
-  if section.examples_per_class > 0 or section.label_fraction < 1.0:
-    keep_ids = input_pipeline.labelled_subset_ids(
-        data.dataset, data.builder, section.examples_per_class, section.label_fraction,
-        data.seed)
+  keep_ids = input_pipeline.class_subset_ids(data.dataset, data.builder,
+                                            section.examples_per_class,
+                                            section.label_fraction, data.seed)
   num_examples = data.num_train_examples if keep_ids is None else len(keep_ids)
   tx, _, total = optim.for_run(
       section.optimizer, batch_size=section.batch_size, num_examples=num_examples,

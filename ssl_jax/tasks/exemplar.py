@@ -108,12 +108,6 @@ def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
                              for copy_seed in seeds])}
 
 
-def mean_grayscale(images: jax.Array) -> jax.Array:
-  """The original code's grey: the RGB mean tiled back to 3 channels (reference §2.2 step
-  1; not the luma weights of tf.image.rgb_to_grayscale)."""
-  return jnp.broadcast_to(images.mean(-1, keepdims=True), images.shape)
-
-
 def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
   """Grey coin per image, colour jitter and standardisation per copy.
 
@@ -135,7 +129,7 @@ def views(batch: dict, rng: jax.Array, s: tasks.Sections) -> dict:
   # Step 1: one coin per image, shared by its copies (grey before the colour jitter, as
   # the original greys before the Inception preprocessing; jitter keeps a grey image grey).
   gray = jax.random.bernoulli(key_gray, s.task.grayscale, (num_images,))
-  images = jnp.where(gray[:, None, None, None, None], mean_grayscale(images), images)
+  images = jnp.where(gray[:, None, None, None, None], augment.mean_grayscale(images), images)
   # Step 2: the colour jitter of §2.1, independently per copy.
   images = images.reshape((num_images * copies,) + images.shape[2:])
   images = augment.batch_brightness_saturation(
