@@ -69,7 +69,7 @@ supervise() {
   while ((${#RUNNING[@]} > 0)); do
     finished=''
     wait -n -p finished "${!RUNNING[@]}" && rc=0 || rc=$?
-    [[ -n $finished ]] || continue # a signal interrupted the wait; the trap has run
+    [[ -n ${finished:-} ]] || continue # a signal interrupted the wait; the trap has run
     echo "process ${RUNNING[$finished]} exited with status $rc"
     unset "RUNNING[$finished]"
     if ((rc != 0 && status == 0)); then

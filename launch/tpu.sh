@@ -90,9 +90,15 @@ join_steps() {
   printf '%s' "${joined%; }"
 }
 
+# A shell test, for a worker, that process $1 is alive: it exists and is not a zombie (an
+# exited process whose parent has not collected it still answers kill -0).
+remote_alive() {
+  printf "grep -qs '^State:[[:space:]]*[^Z]' /proc/%s/status" "$1"
+}
+
 # A shell test, for a worker, that its run is still going.
 remote_run_is_going() {
-  printf '[ -f %s ] && kill -0 "$(cat %s)" 2>/dev/null' "$REMOTE_PID" "$REMOTE_PID"
+  remote_alive "\$(cat $REMOTE_PID 2>/dev/null)"
 }
 
 # The command every worker runs for `setup`.
@@ -151,7 +157,7 @@ stop_script() {
     "if ! { $(remote_run_is_going); }; then echo \"\$(hostname): no run going\"; exit 0; fi"
     "pid=\$(cat $REMOTE_PID)"
     'kill -TERM "$pid"'
-    "for i in \$(seq $wait_seconds); do kill -0 \"\$pid\" 2>/dev/null || { echo \"\$(hostname): run \$pid stopped\"; exit 0; }; sleep 1; done"
+    "for i in \$(seq $wait_seconds); do $(remote_alive '$pid') || { echo \"\$(hostname): run \$pid stopped\"; exit 0; }; sleep 1; done"
     "echo \"\$(hostname): run \$pid still going after $wait_seconds s\" >&2"
     'exit 1'
   )
