@@ -295,10 +295,18 @@ def test_dry_run_variable_is_checked():
   assert _bash(GPU, '--config=c', '--workdir=w', env=_env(DRY_RUN='1')).returncode == 0
 
 
-def test_gpu_one_process_drives_every_gpu():
+def test_gpu_one_process_drives_every_gpu(tmp_path):
   [command] = _dry_run(GPU, '--config=configs/x.py', '--workdir=/w', '--', '--verbose')
   assert command == ['env', 'XLA_PYTHON_CLIENT_MEM_FRACTION=0.9', 'python', '-m',
                      'ssl_jax.main', '--config=configs/x.py', '--workdir=/w', '--verbose']
+  # The real run is that command, in the repository root, with the GPUs left as they are.
+  python = _write_executable(tmp_path / 'python', FAKE_PYTHON)
+  result = _bash(GPU, '--config=configs/x.py', '--workdir=/w', '--', '--verbose',
+                 env=_env(PYTHON=python, EXIT_AT_ONCE='1'))
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines()[:2] == [
+      'CUDA_VISIBLE_DEVICES=unset JAX_LOCAL_DEVICE_IDS=unset',
+      'ARGS -m ssl_jax.main --config=configs/x.py --workdir=/w --verbose']
   result = _bash(GPU, '--config=c', '--workdir=w', '--gpus=2', '--dry_run')
   assert result.returncode == 2 and '--gpus is for --processes=per_gpu' in result.stderr
 
