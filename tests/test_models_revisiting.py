@@ -158,3 +158,30 @@ def test_revnet_root_has_no_weight_decay():
   decay = config.optimizer.weight_decay
   assert rates['block1_0']['residual']['conv1']['conv']['kernel'] == decay
   assert rates['final_bn']['scale'] == 0.0
+
+
+def test_zero_init_residual_starts_every_revnet_unit_as_a_swap_and_trains():
+  """With every F's last conv at zero, each reversible unit [x1, x2] -> [x2, x1 + F(x2)]
+  is a swap of the halves: the end points are after_root carried by the parameter-free
+  transitions alone, computed here by hand; the zero kernels still get a gradient."""
+  units = (1, 2, 1, 1)
+  model = revnet.RevNet(k=0.125, units=units, zero_init_residual=True)
+  x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
+  variables = model.init(jax.random.key(0), x, train=False)
+  end_points = model.apply(variables, x, train=False)
+  expected = end_points['after_root']
+  for stage, (num_units, stride) in enumerate(zip(units, model.stage_strides)):
+    width = layers.channels(64 * 2**stage, model.k)
+    expected = revnet.pool_and_widen(expected, width, stride)
+    for _ in range(num_units):
+      half = width // 2
+      expected = jnp.concatenate([expected[..., half:], expected[..., :half]], -1)
+    np.testing.assert_allclose(end_points[f'block{stage + 1}'], expected, atol=1e-6)
+  default = revnet.RevNet(k=0.125, units=units).init(jax.random.key(0), x, train=False)
+  assert np.abs(default['params']['block1_0']['residual']['conv3']['conv']['kernel']).sum() > 0
+
+  def loss(params):
+    out = model.apply({**variables, 'params': params}, x, train=False)
+    return jnp.sum(out['pre_logits'] ** 2)
+  grads = jax.grad(loss)(variables['params'])
+  assert np.abs(grads['block4_0']['residual']['conv3']['conv']['kernel']).sum() > 0

@@ -22,7 +22,10 @@ def config() -> ml_collections.ConfigDict:
   c.dtype = 'float32'  # 'bfloat16' on accelerators.
   c.bn_momentum = 0.99
   c.bn_epsilon = 1e-3
-  c.zero_init_last_bn = False  # SimCLR's code: last BN gamma of each unit starts at 0.
+  # Residual units that start as the identity: the last BN gamma of each ResNet v1 unit at
+  # 0 (SimCLR's code), or the last conv of each RevNet residual function at 0 (its F ends
+  # in a conv); ResNet v2 and VGG ignore it.
+  c.zero_init_last_bn = False
   # ResNet conv kernels: 'glorot_uniform' (Revisiting), 'fan_in_truncated' (SimCLR, BYOL)
   # or 'fan_out_normal' (torchvision: MoCo, SimSiam); see layers.CONV_INITS.
   c.conv_init = 'glorot_uniform'

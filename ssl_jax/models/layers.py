@@ -20,6 +20,9 @@ CONV_INITS = {
     'glorot_uniform': conv_init,
     'fan_in_truncated': nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal'),
     'fan_out_normal': nn.initializers.variance_scaling(2.0, 'fan_out', 'normal'),
+    # The last conv of a pre-activation residual function that starts as the identity
+    # (model.zero_init_last_bn on RevNet: its F ends in a conv, not a BN).
+    'zeros': nn.initializers.zeros,
 }
 
 

@@ -20,11 +20,13 @@ from ssl_jax.models import layers
 
 class Residual(nn.Module):
   """F of the reversible unit (§1.2): a shortcut-free v2 bottleneck, BN-ReLU-1x1 to
-  ``inner``, BN-ReLU-3x3 at ``inner``, BN-ReLU-1x1 to ``out``."""
+  ``inner``, BN-ReLU-3x3 at ``inner``, BN-ReLU-1x1 to ``out``. ``zero_init``: the last
+  conv starts at zero, so that F starts at 0 and its unit as a swap of the halves."""
   inner: int
   out: int
   bn: Any
   dtype: Any = jnp.float32
+  zero_init: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -33,7 +35,8 @@ class Residual(nn.Module):
     y = nn.relu(self.bn(name='bn2')(y, train))
     y = layers.Conv(self.inner, 3, 1, self.dtype, name='conv2')(y)
     y = nn.relu(self.bn(name='bn3')(y, train))
-    return layers.Conv(self.out, 1, 1, self.dtype, name='conv3')(y)
+    init = 'zeros' if self.zero_init else 'glorot_uniform'
+    return layers.Conv(self.out, 1, 1, self.dtype, init=init, name='conv3')(y)
 
 
 class RevUnit(nn.Module):
@@ -43,10 +46,12 @@ class RevUnit(nn.Module):
   inner: int
   bn: Any
   dtype: Any = jnp.float32
+  zero_init: bool = False
 
   def setup(self):
     # x1 takes width // 2 channels and x2 the rest (equal halves for even widths).
-    self.residual = Residual(self.inner, self.width // 2, self.bn, self.dtype)
+    self.residual = Residual(self.inner, self.width // 2, self.bn, self.dtype,
+                             self.zero_init)
 
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x1, x2 = x[..., :self.width // 2], x[..., self.width // 2:]
@@ -84,6 +89,9 @@ class RevNet(nn.Module):
   bn_epsilon: float = 1e-3
   bn_groups: int = 1
   representation_size: int = 0
+  # Every F starts at 0 (its last conv zero-initialised), the reversible counterpart of
+  # ResNet v1's zero-initialised last BN gamma (Goyal et al. 2017): a runlocal choice.
+  zero_init_residual: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -103,7 +111,8 @@ class RevNet(nn.Module):
       x = pool_and_widen(x, width, stride)
       inner = layers.channels(8 * 2**stage, self.k)  # C/8: half of ResNet's at the same k.
       for i in range(num_units):
-        x = RevUnit(width, inner, bn, self.dtype, name=f'block{stage + 1}_{i}')(x, train)
+        x = RevUnit(width, inner, bn, self.dtype, self.zero_init_residual,
+                    name=f'block{stage + 1}_{i}')(x, train)
       end_points[f'block{stage + 1}'] = x
     x = bn(name='final_bn')(x, train)
     if self.last_relu:
@@ -119,4 +128,5 @@ def build(model_config: ml_collections.ConfigDict, *, bn_groups: int = 1) -> Rev
                 stage_strides=tuple(model_config.stage_strides),
                 bn_momentum=model_config.bn_momentum, bn_epsilon=model_config.bn_epsilon,
                 bn_groups=bn_groups, representation_size=model_config.representation_size,
+                zero_init_residual=model_config.zero_init_last_bn,
                 dtype=jnp.dtype(model_config.dtype))
