@@ -44,6 +44,9 @@ def get_config(arg: str | None = None):
   config.input.eval_standardize = False
   if args.runlocal:
     config.batch_size = 32  # 256 inputs per step, as Rotation's 64 x 4.
+    # 1,000 steps leave the triplet accuracy at 55% and still rising, and L-BFGS 0.6 points
+    # above random initialisation; 2,000 steps give +7.2 (measured 2026-11-30).
+    config.total_steps = 2_000
     config.exemplar.embedding = 128
     config.input.crop = 'inception'  # The copies must differ by more than a flip.
     config.input.crop_area = (0.2, 1.0)

@@ -82,7 +82,7 @@ def test_every_config_loads_locked(path, arg):
   assert config.is_locked
   assert _load(path).__doc__ and 'python -m ssl_jax.main' in _load(path).__doc__
   if arg == 'runlocal':
-    assert config.dataset.name == 'cifar10_5k' and 0 < config.total_steps <= 1000
+    assert config.dataset.name == 'cifar10_5k' and 0 < config.total_steps <= 2000  # Minutes on a CPU.
 
 
 def _parse_command_line(*args):
