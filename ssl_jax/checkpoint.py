@@ -12,12 +12,13 @@ before anything else is written.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from absl import logging
 import jax
 import orbax.checkpoint as ocp
+
+from ssl_jax import files
 
 
 class CheckpointError(RuntimeError):
@@ -49,10 +50,12 @@ def layout_differences(saved: Any, template: Any, limit: int = 6) -> list[str]:
 
 
 class Checkpointer:
-  """The checkpoints of one workdir (``WORKDIR/checkpoints/<step>``)."""
+  """The checkpoints of one workdir (``WORKDIR/checkpoints/<step>``, a folder or gs://).
+  With several processes every one constructs it and calls each method (orbax writes each
+  process's shards and lets process 0 finish the checkpoint)."""
 
   def __init__(self, workdir: str, keep: int = 3):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self.directory = files.absolute(workdir) / 'checkpoints'  # orbax wants it absolute.
     self.manager = ocp.CheckpointManager(
         self.directory, item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
