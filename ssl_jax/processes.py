@@ -10,6 +10,7 @@ metrics.jsonl, TensorBoard events, results.json).
 
 from __future__ import annotations
 
+from absl import logging
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
@@ -37,13 +38,15 @@ def start(coordinator_address: str | None = None, num_processes: int | None = No
   if not missing:
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes, process_id=process_id)
-    return
-  try:
-    jax.distributed.initialize()  # Cloud TPU, SLURM, Open MPI: jax reads the environment.
-  except ValueError as e:
-    # jax found no cluster environment, so no coordinator: this process runs alone.
-    if 'should be defined' not in str(e):
-      raise
+  else:
+    try:
+      jax.distributed.initialize()  # Cloud TPU, SLURM, Open MPI: jax reads the environment.
+    except ValueError as e:
+      # jax found no cluster environment, so no coordinator: this process runs alone.
+      if 'should be defined' not in str(e):
+        raise
+  logging.info('This is process %d of %d, %d of %d devices.', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
 class StopVote:
