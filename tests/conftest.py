@@ -17,6 +17,10 @@ os.environ.setdefault('TFDS_DATA_DIR', tempfile.mkdtemp(prefix='ssl_jax_tfds_'))
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='ssl_jax_xla_'))
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+# gs:// through gcsfs, which a local GCS emulator can stand in for (tests/test_paths.py);
+# TensorFlow's GCS client, epath's default, has no endpoint setting. Read once per process,
+# at the first path, so set here. Local paths go through os either way.
+os.environ['EPATH_USE_TF'] = 'false'
 
 import jax  # noqa: E402
 
