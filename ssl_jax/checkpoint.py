@@ -12,12 +12,13 @@ before anything else is written.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from absl import logging
 import jax
 import orbax.checkpoint as ocp
+
+from ssl_jax import files
 
 
 class CheckpointError(RuntimeError):
@@ -49,10 +50,12 @@ def layout_differences(saved: Any, template: Any, limit: int = 6) -> list[str]:
 
 
 class Checkpointer:
-  """The checkpoints of one workdir (``WORKDIR/checkpoints/<step>``)."""
+  """The checkpoints of one workdir (``WORKDIR/checkpoints/<step>``, a folder or gs://).
+  With several processes every one constructs it and calls each method (orbax writes each
+  process's shards and lets process 0 finish the checkpoint)."""
 
   def __init__(self, workdir: str, keep: int = 3):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self.directory = files.absolute(workdir) / 'checkpoints'  # orbax wants it absolute.
     self.manager = ocp.CheckpointManager(
         self.directory, item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -146,15 +149,26 @@ def latest_step(workdir: str) -> int | None:
     checkpointer.close()
 
 
+def _replicated(saved: Any) -> Any:
+  """The abstract arrays of a checkpoint's metadata tree, each replicated on every device
+  of this run: a checkpoint saved by any number of processes and devices (a pod) restores
+  on this machine, which orbax refuses without a target ("Topology mismatch")."""
+  mesh = jax.sharding.Mesh(jax.devices(), ('devices',))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                      saved)
+
+
 def restore_raw(workdir: str) -> tuple[int, dict]:
-  """(step, state as nested dicts of arrays) of the newest intact checkpoint, without a
-  template."""
+  """(step, state as nested dicts of arrays, replicated on every device) of the newest
+  intact checkpoint, without a template."""
   checkpointer = Checkpointer(workdir)
   errors = []
   try:
     for step in sorted(checkpointer.manager.all_steps(), reverse=True):
       try:
-        return step, checkpointer.manager.restore(step, args=ocp.args.StandardRestore())
+        target = _replicated(checkpointer.manager.item_metadata(step).tree)
+        return step, checkpointer.manager.restore(step, args=ocp.args.StandardRestore(target))
       except Exception as e:  # A damaged checkpoint: try the previous one.
         errors.append(f'step {step} ({type(e).__name__}: {str(e).splitlines()[0][:200]})')
         logging.warning('Skipped a damaged checkpoint: %s.', errors[-1])

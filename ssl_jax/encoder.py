@@ -4,7 +4,6 @@ workdir, applied with the evaluation preprocessing of its config."""
 from __future__ import annotations
 
 import math
-import os
 from typing import Callable, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -15,17 +14,18 @@ import numpy as np
 
 from ssl_jax import checkpoint
 from ssl_jax import config_lib
+from ssl_jax import files
 from ssl_jax import step as step_lib
 from ssl_jax.data import augment
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run saved as ``WORKDIR/config.json``."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
+  path = files.Path(workdir) / 'config.json'
+  text = files.read_text(path)
+  if text is None:
     raise FileNotFoundError(f'{path} does not exist: is {workdir!r} the workdir of a run?')
-  with open(path) as f:
-    return config_lib.from_json(f.read())
+  return config_lib.from_json(text)
 
 
 class Restored(NamedTuple):

@@ -4,8 +4,9 @@ and MLP probes, fine-tuning) run their jitted steps through :func:`run`.
 It resumes from the newest checkpoint in its workdir, saves every ``checkpoint_every``
 steps and at the end, logs progress (steps/s, ETA) and the mean metrics every
 ``log_every`` steps to TensorBoard and ``metrics.jsonl``, stops on a non-finite metric
-(loss, gradient norm) or non-finite parameters before they can be saved, and on SIGTERM (a preempted TPU) saves and returns so that the same
-command resumes.
+(loss, gradient norm) or non-finite parameters before they can be saved, and on SIGTERM
+(a preempted TPU) saves and returns so that the same command resumes. With several
+processes a SIGTERM on any of them stops all at the same step (:class:`StopVote`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax import checkpoint
+from ssl_jax import processes
 from ssl_jax import writers
 
-# Set by SIGTERM; the loop checks it after every step.
+# Set by SIGTERM on this process; the loop votes on it after every step.
 STOP_REQUESTED = threading.Event()
+# Set when the processes agreed to stop after the current step (every process alike).
+STOP_AGREED = threading.Event()
 
 # (state, batch) -> (state, metrics with 'loss').
 Step = Callable[[Any, dict], tuple[Any, dict]]
@@ -40,6 +44,13 @@ class NonFiniteLossError(FloatingPointError):
 def _on_sigterm(signum, frame):
   del signum, frame
   STOP_REQUESTED.set()
+
+
+def catch_sigterm() -> None:
+  """From now on SIGTERM sets :data:`STOP_REQUESTED` instead of ending the process, so a
+  notice that comes while the run starts (or between loops) stops the next loop after its
+  first step, with a checkpoint, rather than killing one host of several mid-collective."""
+  signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _all_finite(state: Any) -> jax.Array:
@@ -103,7 +114,9 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
   # keeps the flag: a SIGTERM that already arrived stops both.
   if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
     STOP_REQUESTED.clear()
+  STOP_AGREED.clear()
   previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+  vote = processes.StopVote()
   pending: list[tuple[int, dict]] = []
   t_start, finished = time.time(), True
   try:
@@ -112,11 +125,13 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
         batch = next(batches)
         state, metrics = train_step(state, batch)
       done = step + 1
+      stop = vote(STOP_REQUESTED.is_set())  # The same on every process.
+      if stop:
+        STOP_AGREED.set()
       pending.append((done, metrics))
       progress(done)
       if hook:
         hook(done, state, batch, writer)
-      stop = STOP_REQUESTED.is_set()
       if done % log_every == 0 or done == total_steps or stop:
         ckpt.check_for_errors()  # A failed background save stops the run here.
         _check_finite(pending, last_saved, workdir)

@@ -4,35 +4,55 @@
 
 Arguments after the colon are the config's own (see its docstring); any field can be
 overridden with --config.FIELD=VALUE. Running the same command again resumes.
+
+Several processes (one per TPU host, per GPU host or per GPU) run the same command: on
+Cloud TPU and SLURM they find each other from the environment; elsewhere give each
+--coordinator_address=HOST:PORT, --num_processes and --process_id. The workdir must then
+be one that every process reaches (gs://BUCKET/PATH on a pod).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 
 from ssl_jax import checkpoint
 from ssl_jax import config_lib
+from ssl_jax import files
 from ssl_jax import loop
+from ssl_jax import processes
 from ssl_jax import train
 from ssl_jax import writers
 from ssl_jax.evaluate import context as context_lib
 
 config_flags.DEFINE_config_file('config', None, 'Config file, arguments after a colon.',
                                 lock_config=True)
-WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs, config.json, results.')
+WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, logs, config.json, results: '
+                              'a folder, or gs://BUCKET/PATH (on a pod, one every host reaches).')
 VERBOSE = flags.DEFINE_bool('verbose', False, 'Print the traceback of an error (it is '
                             'always written to WORKDIR/error.log).')
 PREEMPTED_EXIT_CODE = flags.DEFINE_integer(
     'preempted_exit_code', 0, 'Exit status after SIGTERM saved a checkpoint: non-zero makes '
     'a scheduler that restarts failed jobs restart a preempted one.')
-flags.mark_flags_as_required(['config', 'workdir'])
+# As jax.distributed.initialize names them; unset on Cloud TPU and SLURM (jax finds them).
+COORDINATOR_ADDRESS = flags.DEFINE_string(
+    'coordinator_address', None, 'HOST:PORT of process 0, where the processes of one run '
+    'meet (several processes outside Cloud TPU and SLURM).')
+NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'How many processes run this '
+                                     'command together.', lower_bound=1)
+PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process: 0 .. num_processes - 1.',
+                                  lower_bound=0)
+flags.mark_flags_as_required(['config'])
+# No default workdir: a local default on a pod would scatter one run over the hosts' disks,
+# lost with the VMs, and a bucket cannot be guessed. Said in one line, not absl's usage.
+MISSING_WORKDIR = ('ssl_jax: --workdir is required: the folder for checkpoints, logs and '
+                   'results (gs://BUCKET/PATH on a TPU pod); the same command resumes from it.')
 
 # What a user can fix: printed as one line (the traceback goes to WORKDIR/error.log).
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, checkpoint.CheckpointError,
@@ -55,7 +75,7 @@ def run(config, workdir: str) -> dict[str, float] | None:
   results = {}
   for name, section in config.evals.items():
     evaluated = context_lib.run_evaluator(name, section, encoder, data,
-                                          os.path.join(workdir, 'evals', name))
+                                          str(files.Path(workdir) / 'evals' / name))
     if evaluated is None:
       return None
     results.update(evaluated)
@@ -72,8 +92,15 @@ def _quiet_libraries(record) -> bool:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not WORKDIR.value:
+    sys.exit(MISSING_WORKDIR)
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
+  loop.catch_sigterm()  # Before the slow start, so that no SIGTERM kills one host of many.
+  try:
+    processes.start(COORDINATOR_ADDRESS.value, NUM_PROCESSES.value, PROCESS_ID.value)
+  except ValueError as e:
+    sys.exit(f'ssl_jax: {e}')
   try:
     results = run(flags.FLAGS.config, WORKDIR.value)
   except USER_ERRORS as e:
@@ -90,12 +117,14 @@ def main(argv):
 
 
 def _log_traceback(workdir: str) -> None:
-  """Appends the current exception's traceback to WORKDIR/error.log, if it can."""
+  """Appends the current exception's traceback to WORKDIR/error.log (process 0) or
+  WORKDIR/error_process<i>.log, if it can."""
+  index = jax.process_index()
+  name = f'error_process{index}.log' if index else 'error.log'
   try:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'error.log'), 'a') as f:
-      f.write(traceback.format_exc() + '\n')
-  except OSError:
+    files.Path(workdir).mkdir(parents=True, exist_ok=True)
+    files.append_text(files.Path(workdir) / name, traceback.format_exc() + '\n')
+  except Exception:  # OSError locally; each gs:// backend raises its own types.
     pass
 
 

@@ -7,7 +7,6 @@ Evaluator instances with ``every`` > 0 run on the live encoder every that many s
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Sequence
 
@@ -20,6 +19,7 @@ import numpy as np
 from ssl_jax import checkpoint
 from ssl_jax import config_lib
 from ssl_jax import encoder as encoder_lib
+from ssl_jax import files
 from ssl_jax import loop
 from ssl_jax import optim
 from ssl_jax import step as step_lib
@@ -31,15 +31,16 @@ NonFiniteLossError = loop.NonFiniteLossError
 
 
 def prepare_workdir(workdir: str) -> None:
-  """Creates ``workdir`` and checks that it is writable, before anything is built."""
+  """Creates ``workdir`` (a folder or a gs:// URL) and checks that it is writable, before
+  anything is built."""
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write_test')
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
-  except OSError as e:
-    raise ValueError(f'Cannot create or write the workdir {workdir!r} ({e.strerror}): '
+    files.Path(workdir).mkdir(parents=True, exist_ok=True)
+    probe = files.Path(workdir) / f'.write_test_{jax.process_index()}'
+    probe.write_text('ok')
+    probe.unlink()
+  except Exception as e:  # OSError locally; each gs:// backend raises its own types.
+    reason = getattr(e, 'strerror', None) or f'{type(e).__name__}: {e}'.splitlines()[0]
+    raise ValueError(f'Cannot create or write the workdir {workdir!r} ({reason}): '
                      'choose another --workdir.') from None
 
 
@@ -50,34 +51,27 @@ def save_config(config: ml_collections.ConfigDict, workdir: str, step: int = 0) 
   if jax.process_index() > 0:
     return
   text = config_lib.to_json(config)
-  history = os.path.join(workdir, 'configs')
-  os.makedirs(history, exist_ok=True)
-  recorded = sorted(os.listdir(history),
+  history = files.Path(workdir) / 'configs'
+  history.mkdir(parents=True, exist_ok=True)
+  recorded = sorted((p.name for p in history.glob('step_*.json')),
                     key=lambda f: [int(n) for n in re.findall(r'\d+', f)])
-  newest = None
-  if recorded:
-    with open(os.path.join(history, recorded[-1])) as f:
-      newest = f.read()
+  newest = (history / recorded[-1]).read_text() if recorded else None
   if text != newest:
-    path = os.path.join(history, f'step_{step}.json')
-    if os.path.exists(path):  # Changed again before a step was trained: keep both.
-      path = os.path.join(history, f'step_{step}_{len(recorded)}.json')
-    with open(path, 'w') as f:
-      f.write(text)
-  with open(os.path.join(workdir, 'config.json.tmp'), 'w') as f:
-    f.write(text)
-  os.replace(os.path.join(workdir, 'config.json.tmp'), os.path.join(workdir, 'config.json'))
+    path = history / f'step_{step}.json'
+    if path.exists():  # Changed again before a step was trained: keep both.
+      path = history / f'step_{step}_{len(recorded)}.json'
+    files.write_text(path, text)
+  files.write_text(files.Path(workdir) / 'config.json', text)
 
 
 def check_resume(config: ml_collections.ConfigDict, workdir: str, start: int) -> None:
   """Compares ``config`` with the one a run saved in ``workdir``: a change of the task or
   the model (what the checkpoint holds) is refused naming the fields; other changes are
   logged, and recorded by :func:`save_config`."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
+  text = files.read_text(files.Path(workdir) / 'config.json')
+  if text is None:
     return
-  with open(path) as f:
-    saved = config_lib.flatten(config_lib.from_json(f.read()))
+  saved = config_lib.flatten(config_lib.from_json(text))
   new = config_lib.flatten(config)
   changed = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
   # The task and the model fix what the checkpoint holds (the compute dtype does not).
@@ -114,10 +108,10 @@ def _periodic_evaluations(config: ml_collections.ConfigDict, builder,
         {'params': state.params.get(part, {}), 'batch_stats': state.batch_stats.get(part, {})}
         for part in ('encoder', 'head'))
     for name, section in periodic.items():
-      if done % section.every == 0 and done < total_steps and not loop.STOP_REQUESTED.is_set():
+      if done % section.every == 0 and done < total_steps and not loop.STOP_AGREED.is_set():
         results = context_lib.run_evaluator(
             name, section, encoder.with_variables(variables, head_variables), data,
-            os.path.join(workdir, 'evals', f'{name}_step{done}'))
+            str(files.Path(workdir) / 'evals' / f'{name}_step{done}'))
         if results:  # run_evaluator has logged them.
           writer.write_scalars(done, results)
 

@@ -17,35 +17,23 @@ os.environ.setdefault('TFDS_DATA_DIR', tempfile.mkdtemp(prefix='ssl_jax_tfds_'))
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='ssl_jax_xla_'))
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+# gs:// through gcsfs, which a local GCS emulator can stand in for (tests/test_paths.py);
+# TensorFlow's GCS client, epath's default, has no endpoint setting. Read once per process,
+# at the first path, so set here. Local paths go through os either way.
+os.environ['EPATH_USE_TF'] = 'false'
 
 import jax  # noqa: E402
 
-from configs import common  # noqa: E402
 from ssl_jax import config_lib  # noqa: E402
+import tiny  # noqa: E402
 
 
 def tiny_config(task: str = 'rotation', evals: tuple[str, ...] = ('lbfgs',),
                 **overrides) -> config_lib.ConfigDict:
-  """A ResNet of a few channels per layer, one unit per stage, on 16-px shipped images;
-  ``evals`` names evaluator instances of those types. Override keys are dotted field
-  names; ``task.X`` is the task's own section."""
-  config = config_lib.run_config(task)
-  for name in evals:
-    config.evals[name] = config_lib.evaluator(name)
-  common.runlocal(config)
-  config.model.k = 0.125
-  config.model.units = (1, 1, 1, 1)
-  config.input.image_size = 16
-  config.batch_size = 16
-  config.eval_batch_size = 64
-  config.total_steps = 4
-  config.optimizer.warmup_steps = 1
-  config.log_every = 2
-  config.checkpoint_every = 2
-  config.image_summary_every = 2
-  if 'lbfgs' in config.evals:
-    config.evals.lbfgs.l2_grid = (1e-3, 1e-1)
-    config.evals.lbfgs.max_iter = 100
+  """The tiny run of tests/tiny.py (a ResNet of a few channels per layer, one unit per
+  stage, on 16-px shipped images); ``evals`` names evaluator instances of those types.
+  Override keys are dotted field names; ``task.X`` is the task's own section."""
+  config = tiny.build(task, evals)
   for key, value in overrides.items():
     node = config
     *path, last = key.split('.')

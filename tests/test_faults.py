@@ -217,6 +217,9 @@ def test_preempted_exit_code_is_an_option(monkeypatch):
           '--workdir=/tmp/unused', '--preempted_exit_code=3']
   monkeypatch.setattr('sys.argv', argv)
   monkeypatch.setattr(main_lib, 'run', lambda config, workdir: None)  # As after SIGTERM.
+  # This process's backend is up, and pytest keeps its own SIGTERM handler.
+  monkeypatch.setattr(main_lib.processes, 'start', lambda *args: None)
+  monkeypatch.setattr(main_lib.loop, 'catch_sigterm', lambda: None)
   try:
     main_lib.parse_flags(argv)
     with pytest.raises(SystemExit) as exit_info:

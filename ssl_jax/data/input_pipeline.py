@@ -1,12 +1,14 @@
 """tf.data pipelines over any TFDS image dataset, delivering global ``jax.Array`` batches
 sharded over the mesh.
 
-Training: each process reads its own slice of the split (``tfds.even_splits``); every
-epoch reads its files in an order drawn from (seed, epoch), interleaved, then shuffles the
+Training: the stream is cut into ``dataset.input_shards`` shards (default one per process),
+each process reading its own (``tfds.even_splits``) and giving its slice of the global
+batch; every reads its files in an order drawn from (seed, epoch), interleaved, then shuffles the
 records in a buffer seeded by (seed, epoch), and gives every example a stateless seed from
 its position in the stream. The stream is therefore a function of (seed, step): a run that
 resumes at step s skips the first s batches of its epoch on the undecoded records, without
-decoding them, and sees exactly what an uninterrupted run would.
+decoding them, and sees exactly what an uninterrupted run would; with a fixed
+``input_shards`` also on another number of processes.
 
 Held-out split (Revisiting §3: "50,000 random training images" for every study but Table
 2): with ``dataset.holdout_examples`` > 0 the split named :data:`HOLDOUT` is that many
@@ -62,6 +64,10 @@ def config() -> ml_collections.ConfigDict:
   c.holdout_draw = 'seeded'
   c.holdout_seed = 0
   c.cache = False  # Cache encoded examples in memory (small datasets).
+  # Shards of the training stream, each a slice of every global batch; 0: one per process.
+  # A fixed count (a multiple of the process count) keeps the stream when a run resumes
+  # on another number of hosts; each process reads input_shards / process_count of them.
+  c.input_shards = 0
   c.prefetch = 2  # Batches prefetched to the devices.
   return c
 
@@ -80,6 +86,9 @@ def validate(section: ml_collections.ConfigDict) -> None:
                      f'{HOLDOUT_DRAWS}.')
   if section.interleave_files < 1:
     raise ValueError(f'dataset.interleave_files={section.interleave_files} must be >= 1.')
+  if section.input_shards < 0:
+    raise ValueError(f'dataset.input_shards={section.input_shards} must be >= 0 (0: one '
+                     'per process).')
   for field in ('train_split', 'test_split'):
     if section[field] == HOLDOUT and not section.holdout_examples:
       raise ValueError(f'dataset.{field}={HOLDOUT!r} needs dataset.holdout_examples > 0 '
@@ -373,6 +382,21 @@ def _to_global(batch: dict, sharding: jax.sharding.NamedSharding) -> dict:
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
+def input_shards(dataset: ml_collections.ConfigDict, batch_size: int) -> range:
+  """The shards of the training stream this process reads (``dataset.input_shards``, or
+  one per process), checking that they divide over the processes and the batch over them."""
+  count = jax.process_count()
+  shards = dataset.input_shards or count
+  if shards % count:
+    raise ValueError(f'dataset.input_shards={shards} does not divide over {count} processes: '
+                     f'use a multiple of {count}, or 0 (one per process).')
+  if batch_size % shards:
+    raise ValueError(f'The batch of {batch_size} does not divide over dataset.input_shards='
+                     f'{shards}: use a batch that is a multiple of {shards}.')
+  per_process = shards // count
+  return range(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
+
+
 def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh,
                   preprocess_fn: Callable[[dict, tf.Tensor], dict], *, batch_size: int,
                   seed: int, start_step: int = 0,
@@ -383,21 +407,49 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
   ``preprocess_fn(features, example_seed)`` is the host-side preprocessing (a task's, or
   an evaluator's crops). ``keep_ids`` (``tfds_id``s, e.g. from
   :func:`labelled_subset_ids`) restricts the train split to those examples; an epoch is
-  then one pass over the kept examples of this process's slice. The held-out examples
+  then one pass over the kept examples of a shard. The held-out examples
   (``dataset.holdout_examples``) are never in the stream.
 
-  Every epoch reads the files in a new order drawn from (seed, epoch) (Revisiting
+  Each process reads its shards (:func:`input_shards`) and its slice of the global batch
+  is theirs, in shard order: the global batch of a step is the same on any number of
+  processes that divides ``dataset.input_shards``.
+  """
+  local_batch = per_process_batch(batch_size, mesh)
+  shards = input_shards(dataset, batch_size)
+  streams = [_shard_batches(dataset, builder, preprocess_fn, shard=shard,
+                            num_shards=len(shards) * jax.process_count(),
+                            batch=local_batch // len(shards), seed=seed,
+                            start_step=start_step, keep_ids=keep_ids)
+             for shard in shards]
+  ds = streams[0]
+  if len(streams) > 1:
+    ds = tf.data.Dataset.zip(tuple(streams)).map(
+        lambda *parts: {k: tf.concat([p[k] for p in parts], 0) for k in parts[0]})
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  for batch in ds.as_numpy_iterator():
+    yield _to_global(batch, sharding)
+
+
+def _shard_batches(dataset: ml_collections.ConfigDict, builder,
+                   preprocess_fn: Callable[[dict, tf.Tensor], dict], *, shard: int,
+                   num_shards: int, batch: int, seed: int, start_step: int,
+                   keep_ids: np.ndarray | None) -> tf.data.Dataset:
+  """Shard ``shard`` of ``num_shards`` of the training stream: its share of the split in
+  batches of ``batch``, from ``start_step`` on.
+
+  Every epoch reads the files in a new order drawn from (seed, shard, epoch) (Revisiting
   datasets.py:87-90, MoCo's per-epoch permutation, SimCLR's shuffle_files), then shuffles
   records in a buffer; with ``dataset.cache`` the cached records are read in file order
   and only the buffer shuffles (small datasets, where the buffer spans the split).
   """
-  selection = select(dataset, builder, dataset.train_split, keep_ids=keep_ids)
-  local_batch = per_process_batch(batch_size, mesh)
+  selection = select(dataset, builder, dataset.train_split, keep_ids=keep_ids,
+                     process=(shard, num_shards))
   num_local = selection.num_examples
-  if num_local < local_batch:
-    raise ValueError(f'Split {selection.split!r} holds {num_local} examples on this process, '
-                     f'fewer than one batch of {local_batch}.')
-  seed = seed * 1_000_003 + jax.process_index()
+  if num_local < batch:
+    raise ValueError(f'Split {selection.split!r} holds {num_local} examples in input shard '
+                     f'{shard} of {num_shards}, fewer than its part of a batch, {batch}.')
+  seed = seed * 1_000_003 + shard
   buffer = min(dataset.shuffle_buffer, num_local)
   if dataset.cache:
     raw = _raw(builder, selection, dataset)
@@ -411,7 +463,7 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
     return records(index).shuffle(buffer, seed=seed + index * 7919,
                                   reshuffle_each_iteration=False)
 
-  first_example = start_step * local_batch
+  first_example = start_step * batch
   ds = tf.data.Dataset.range(first_example // num_local, 2**40).flat_map(epoch)
   ds = ds.skip(first_example % num_local).enumerate(start=first_example)
   image_key, label_key = dataset.image_key, dataset.label_key
@@ -424,10 +476,7 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
     return preprocess_fn(features, example_seed)
 
   ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  for batch in ds.as_numpy_iterator():
-    yield _to_global(batch, sharding)
+  return ds.batch(batch, drop_remainder=True)
 
 
 def eval_batches(dataset: ml_collections.ConfigDict, inp: ml_collections.ConfigDict,

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ssl_jax import files
 from ssl_jax import losses
 from ssl_jax import tasks
 from ssl_jax.tasks import patches
@@ -111,13 +112,11 @@ def read_permutations(path: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _read_permutations(path: str) -> np.ndarray:
-  import tensorflow as tf
   field = f'jigsaw.permutations_file={path!r}'
-  if not tf.io.gfile.exists(path):
+  if not files.Path(path).exists():
     raise ValueError(f'{field} does not exist: give the path of permutations_100_max.bin '
                      "or '' for ssl_jax's greedy set.")
-  with tf.io.gfile.GFile(path, 'rb') as f:
-    data = f.read()
+  data = files.Path(path).read_bytes()
   words = np.frombuffer(data[:len(data) // 4 * 4], '<i4')
   if len(data) % 4 or len(words) < 2 or words[1] != NUM_PIECES or words[0] < 1:
     raise ValueError(f'{field} is not a permutation file: it must start with two int32, '
