@@ -9,10 +9,25 @@ accelerator's, not the input pipeline's. Images/s counts images, not network inp
 (Rotation feeds 4 inputs per image). L-BFGS: ``ssl_jax.evaluate.lbfgs.fit`` and
 scikit-learn's LogisticRegression with the same objective on the same random features.
 Needs no TensorFlow, so it runs on any JAX machine.
+
+``--profile=DIR`` also traces a few steps with ``jax.profiler`` into DIR (TensorBoard's
+profile plugin or Perfetto open it) and prints the step's XLA cost analysis and its top
+ops by time, each with the JAX name stack it came from, and the time per part of the
+step (augmentation, BatchNorm, convolutions; the named scopes of augment.py and
+layers.BatchNorm):
+
+    python -m ssl_jax.benchmark --config=configs/simclr_resnet50.py:runlocal \
+        --steps=5 --lbfgs_features=0 --profile=/tmp/profile
 """
 
 from __future__ import annotations
 
+import collections
+import glob
+import gzip
+import json
+import os
+import re
 import time
 
 from absl import app
@@ -34,13 +49,17 @@ STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps (after 2 warm-up steps).'
 DTYPE = flags.DEFINE_string('dtype', '', 'Model dtype (default: the config\'s).')
 LBFGS_N = flags.DEFINE_integer('lbfgs_examples', 10_000, 'Examples for the L-BFGS timing.')
 LBFGS_D = flags.DEFINE_integer('lbfgs_features', 2048, 'Feature size for L-BFGS (0: skip).')
+PROFILE = flags.DEFINE_string('profile', '', 'Directory: trace --profile_steps steps into '
+                              'it and print the top ops by time (empty: no profile).')
+PROFILE_STEPS = flags.DEFINE_integer('profile_steps', 3, 'Steps traced by --profile.')
+PROFILE_TOP = flags.DEFINE_integer('profile_top', 15, 'Ops listed by --profile.')
 
 
 IMAGENET_TRAIN = 1_281_167  # Images in ImageNet's train split: the schedule's epochs.
 
 
-def time_training(config, steps: int) -> dict:
-  """Images/s per device of the config's train step on a synthetic batch."""
+def build_training(config) -> tuple:
+  """(jitted train step, state, synthetic batch on the devices, mesh) of ``config``."""
   mesh = step_lib.make_mesh()
   task = step_lib.import_task(config)
   tx, schedule, total = optim.for_run(
@@ -54,6 +73,14 @@ def time_training(config, steps: int) -> dict:
   batch['label'] = rng.integers(0, 1000, (config.batch_size,), np.int32)
   batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
+  return train_step, state, batch, mesh
+
+
+def time_training(train_step, state, batch, steps: int, batch_size: int,
+                  devices: int) -> tuple[dict, object]:
+  """(images/s per device of ``train_step`` on ``batch`` after 2 warm-up steps, the
+  state it leaves: the step donates its input state). ``first_2_steps_s`` includes the
+  compilation when ``train_step`` is not compiled yet."""
   t0 = time.perf_counter()
   for _ in range(2):
     state, metrics = train_step(state, batch)
@@ -64,9 +91,127 @@ def time_training(config, steps: int) -> dict:
     state, metrics = train_step(state, batch)
   jax.block_until_ready(metrics)
   seconds = (time.perf_counter() - t0) / steps
-  return {'step_ms': 1e3 * seconds, 'images_per_s_per_device':
-          config.batch_size / seconds / mesh.size, 'first_2_steps_s': compile_s,
-          'devices': mesh.size}
+  return {'step_ms': 1e3 * seconds, 'images_per_s_per_device': batch_size / seconds / devices,
+          'first_2_steps_s': compile_s, 'devices': devices}, state
+
+
+# Parts of the step for the profile summary: the first whose words occur in an op's JAX
+# name stack (augment.py and layers.BatchNorm open the named scopes 'augment' and
+# 'batch_norm'; convolutions and matmuls keep their primitive's name).
+PARTS = (('augmentation', ('augment/',)), ('BatchNorm', ('batch_norm/',)),
+         ('convolution', ('conv_general_dilated',)), ('matmul', ('dot_general',)))
+_INSTRUCTION = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = .*?\b([\w\-]+)\(')
+_COMPUTATION = re.compile(r'^(?:ENTRY\s+)?%?([\w.\-]+) .*\{$')
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+_CALLS = re.compile(r'(?:calls|to_apply|body)=%?([\w.\-]+)')
+
+
+def hlo_op_names(hlo_text: str) -> dict[str, tuple[str, str]]:
+  """{instruction: (opcode, JAX name stack)} of a compiled module's HLO text. A fusion
+  without metadata of its own takes the most frequent name stack of the computation it
+  calls."""
+  own, calls, per_computation = {}, {}, collections.defaultdict(collections.Counter)
+  computation = ''
+  for line in hlo_text.splitlines():
+    header = _COMPUTATION.match(line)
+    if header and ' = ' not in line:
+      computation = header.group(1)
+      continue
+    instruction = _INSTRUCTION.match(line)
+    if not instruction:
+      continue
+    name, opcode = instruction.groups()
+    op_name = _OP_NAME.search(line)
+    op_name = op_name.group(1) if op_name else ''
+    own[name] = (opcode, op_name)
+    if op_name:
+      per_computation[computation][op_name] += 1
+    called = _CALLS.search(line)
+    if called:
+      calls[name] = called.group(1)
+  result = {}
+  for name, (opcode, op_name) in own.items():
+    if not op_name and per_computation[calls.get(name, '')]:
+      op_name = per_computation[calls[name]].most_common(1)[0][0]
+    result[name] = (opcode, op_name)
+  return result
+
+
+def trace_self_times(logdir: str) -> dict[str, float]:
+  """{event name: self time in microseconds} summed over the newest Perfetto trace that
+  jax.profiler wrote under ``logdir``: each event's duration less that of the events
+  nested in it on the same thread, so an op inside a loop is not counted twice."""
+  paths = sorted(glob.glob(os.path.join(logdir, 'plugins', 'profile', '*',
+                                        '*perfetto_trace.json.gz')))
+  if not paths:
+    raise FileNotFoundError(f'No perfetto_trace.json.gz under {logdir}/plugins/profile.')
+  with gzip.open(paths[-1], 'rt') as f:
+    events = json.load(f)['traceEvents']
+  by_thread = collections.defaultdict(list)
+  for event in events:
+    if event.get('ph') == 'X':
+      name = event.get('args', {}).get('hlo_op', event['name'])
+      by_thread[(event['pid'], event['tid'])].append(
+          (event['ts'], -event.get('dur', 0.0), name))
+  self_times = collections.Counter()
+  for thread in by_thread.values():
+    stack = []  # [end, name] of the open events.
+    for ts, neg_dur, name in sorted(thread):
+      while stack and stack[-1][0] <= ts:
+        stack.pop()
+      if stack:
+        self_times[stack[-1][1]] -= -neg_dur
+      self_times[name] += -neg_dur
+      stack.append((ts - neg_dur, name))
+  return dict(self_times)
+
+
+def profile_step(compiled, state, batch, steps: int, logdir: str) -> tuple[dict, dict]:
+  """(XLA cost analysis of the compiled step, {instruction: (opcode, name stack,
+  microseconds per step)}) from ``steps`` traced steps of ``compiled`` (a
+  ``jit(...).lower(...).compile()``); the times are summed over the devices of this
+  process."""
+  names = hlo_op_names(compiled.as_text())
+  with jax.profiler.trace(logdir, create_perfetto_trace=True):
+    for _ in range(steps):
+      state, metrics = compiled(state, batch)
+    jax.block_until_ready(metrics)
+  times = trace_self_times(logdir)
+  ops = {name: names[name] + (micros / steps,) for name, micros in times.items()
+         if name in names}
+  cost = compiled.cost_analysis()
+  return dict(cost[0] if isinstance(cost, list) else cost), ops
+
+
+def part_of(op_name: str) -> str:
+  """The :data:`PARTS` label of a name stack, 'other' if none matches."""
+  for part, words in PARTS:
+    if any(word in op_name for word in words):
+      return part
+  return 'other'
+
+
+def print_profile(cost: dict, ops: dict, top: int, devices: int) -> None:
+  """Markdown tables: the cost analysis, the parts of the step and the top ops."""
+  total = sum(t for *_, t in ops.values())
+  print(f'\nProfile: {total / devices / 1e3:.1f} ms of ops per step and device; XLA cost '
+        f'analysis per device: {cost.get("flops", 0) / 1e9:.2f} GFLOP, '
+        f'{cost.get("bytes accessed", 0) / 1e9:.2f} GB accessed, '
+        f'{cost.get("transcendentals", 0) / 1e6:.2f} M transcendentals')
+  parts = collections.Counter()
+  for _, op_name, micros in ops.values():
+    parts[part_of(op_name)] += micros
+  print('| part | ms/step | share |')
+  print('|---|---|---|')
+  for part, micros in parts.most_common():
+    print(f'| {part} | {micros / devices / 1e3:.2f} | {micros / total:.1%} |')
+  print('| op | opcode | ms/step | share | name stack |')
+  print('|---|---|---|---|---|')
+  ranked = sorted(ops.items(), key=lambda item: -item[1][2])[:top]
+  for name, (opcode, op_name, micros) in ranked:
+    stack = op_name.removeprefix('jit(train_step)/')
+    print(f'| {name} | {opcode} | {micros / devices / 1e3:.2f} | {micros / total:.1%} | '
+          f'{stack[-90:]} |')
 
 
 def time_lbfgs(n: int, d: int, classes: int = 10, l2: float = 1e-4) -> dict:
@@ -105,13 +250,20 @@ def main(argv):
   if DTYPE.value:
     config.model.dtype = DTYPE.value
   device = jax.devices()[0].device_kind
-  train = time_training(config, STEPS.value)
+  train_step, state, batch, mesh = build_training(config)
+  # Compiled ahead of time, so that the timing and the profile run one executable.
+  compiled = train_step.lower(state, batch).compile()
+  train, state = time_training(compiled, state, batch, STEPS.value, config.batch_size,
+                               mesh.size)
   print(f'\nTraining throughput on {train["devices"]} x {device}')
   print('| task | model | k | dtype | image | batch (images) | step ms | images/s/device |')
   print('|---|---|---|---|---|---|---|---|')
   print(f'| {config.task} | {config.model.name} {config.model.variant} | {config.model.k:g} | '
         f'{config.model.dtype} | {config.input.image_size} | {config.batch_size} | '
         f'{train["step_ms"]:.1f} | {train["images_per_s_per_device"]:.1f} |')
+  if PROFILE.value:
+    cost, ops = profile_step(compiled, state, batch, PROFILE_STEPS.value, PROFILE.value)
+    print_profile(cost, ops, PROFILE_TOP.value, mesh.size)
   if LBFGS_D.value:
     row = time_lbfgs(LBFGS_N.value, LBFGS_D.value)
     print(f'\nL-BFGS, {LBFGS_N.value} x {LBFGS_D.value} features, 10 classes, l2=1e-4, '

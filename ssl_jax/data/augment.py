@@ -120,9 +120,10 @@ def brightness_saturation(image: jax.Array, key: jax.Array, brightness: float,
 def batch_brightness_saturation(images: jax.Array, key: jax.Array, brightness: float,
                                 saturation: tuple[float, float]) -> jax.Array:
   """:func:`brightness_saturation` on a batch [N, H, W, 3], one key per image."""
-  keys = jax.random.split(key, images.shape[0])
-  return jax.vmap(brightness_saturation, in_axes=(0, 0, None, None))(
-      images, keys, brightness, tuple(saturation))
+  with jax.named_scope('augment'):  # Names the ops in a profile (ssl_jax.benchmark).
+    keys = jax.random.split(key, images.shape[0])
+    return jax.vmap(brightness_saturation, in_axes=(0, 0, None, None))(
+        images, keys, brightness, tuple(saturation))
 
 
 def rgb_to_grayscale(image: jax.Array) -> jax.Array:
@@ -377,20 +378,21 @@ def contrastive_views(images: jax.Array, key: jax.Array, aug: ml_collections.Con
   num_images, num_views = images.shape[:2]
   if num_views < 1:
     raise ValueError('contrastive_views needs at least one view per image.')
-  k_images, k_sigma = jax.random.split(key)
-  image_keys = jax.random.split(k_images, num_images)
-  x = to_unit(images)
-  if aug.blur_per == 'batch':
-    lo, hi = aug.blur_sigma
-    if first_view:  # Small crops draw their own sigmas.
-      k_sigma = jax.random.fold_in(k_sigma, first_view)
-    sigmas = jax.random.uniform(k_sigma, (num_views,), minval=lo, maxval=hi)
-  views = []
-  for i in range(num_views):
-    v = first_view + i  # Static: picks the probabilities.
-    keys = jax.vmap(lambda k, v=v: jax.random.fold_in(k, v))(image_keys)
-    sigma = sigmas[i] if aug.blur_per == 'batch' else None
-    views.append(jax.vmap(
-        lambda image, k, v=v, sigma=sigma: contrastive_view(image, k, aug, v, sigma))(
-            x[:, i], keys))
-  return jnp.stack(views, axis=1)
+  with jax.named_scope('augment'):  # Names the ops in a profile (ssl_jax.benchmark).
+    k_images, k_sigma = jax.random.split(key)
+    image_keys = jax.random.split(k_images, num_images)
+    x = to_unit(images)
+    if aug.blur_per == 'batch':
+      lo, hi = aug.blur_sigma
+      if first_view:  # Small crops draw their own sigmas.
+        k_sigma = jax.random.fold_in(k_sigma, first_view)
+      sigmas = jax.random.uniform(k_sigma, (num_views,), minval=lo, maxval=hi)
+    views = []
+    for i in range(num_views):
+      v = first_view + i  # Static: picks the probabilities.
+      keys = jax.vmap(lambda k, v=v: jax.random.fold_in(k, v))(image_keys)
+      sigma = sigmas[i] if aug.blur_per == 'batch' else None
+      views.append(jax.vmap(
+          lambda image, k, v=v, sigma=sigma: contrastive_view(image, k, aug, v, sigma))(
+              x[:, i], keys))
+    return jnp.stack(views, axis=1)
