@@ -18,6 +18,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from ssl_jax import checkpoint
+from ssl_jax import compilation_cache
 from ssl_jax import config_lib
 from ssl_jax import loop
 from ssl_jax import train
@@ -32,6 +33,10 @@ VERBOSE = flags.DEFINE_bool('verbose', False, 'Print the traceback of an error (
 PREEMPTED_EXIT_CODE = flags.DEFINE_integer(
     'preempted_exit_code', 0, 'Exit status after SIGTERM saved a checkpoint: non-zero makes '
     'a scheduler that restarts failed jobs restart a preempted one.')
+COMPILATION_CACHE_DIR = flags.DEFINE_string(
+    'compilation_cache_dir', '', 'Persistent XLA compilation cache, a local or gs:// '
+    'directory: a rerun or another process loads the compiled step instead of compiling '
+    'it (ssl_jax/compilation_cache.py).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 # What a user can fix: printed as one line (the traceback goes to WORKDIR/error.log).
@@ -74,6 +79,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
+  if COMPILATION_CACHE_DIR.value:
+    compilation_cache.enable(COMPILATION_CACHE_DIR.value)
   try:
     results = run(flags.FLAGS.config, WORKDIR.value)
   except USER_ERRORS as e:
