@@ -81,8 +81,9 @@ class BatchNorm(nn.Module):
   slice holds whole images, so fixed groups of images (``bn_group_images``, the per-core
   statistics of the original TPU code) give the same result on any number of devices,
   without shard_map (a slice lives on one device when the groups are a multiple of it).
-  Statistics by :func:`batch_statistics`, shifted by the running mean; the output is (x - mean) x scale /
-  sqrt(var + epsilon) + bias in float32, cast to ``dtype``, in one elementwise pass."""
+  Statistics by :func:`batch_statistics`, shifted by the running mean; the output is
+  (x - mean) x scale / sqrt(var + epsilon) + bias in float32, cast to ``dtype``, in one
+  elementwise pass."""
   momentum: float = 0.99
   epsilon: float = 1e-3
   groups: int = 1
