@@ -71,7 +71,9 @@ def test_jitter_equals_the_switch_over_all_ops(mode):
   for strengths in STRENGTHS:
     new, old = _both(lambda x, k, s=strengths: augment.color_jitter(x, k, *s, mode),
                      lambda x, k, s=strengths: switch_color_jitter(x, k, *s, mode), images, keys)
-    np.testing.assert_allclose(new, old, rtol=0, atol=1e-6, err_msg=str(strengths))
+    # The same float ops; the two programs may contract multiply-adds differently (equal
+    # bits at the tests' XLA optimisation level 0; up to 2e-6 apart at the default level).
+    np.testing.assert_allclose(new, old, rtol=0, atol=1e-5, err_msg=str(strengths))
 
 
 def test_revisiting_jitter_equals_both_orders_selected():
@@ -81,4 +83,4 @@ def test_revisiting_jitter_equals_both_orders_selected():
     args = (brightness, saturation)
     new, old = _both(lambda x, k: augment.brightness_saturation(x, k, *args),
                      lambda x, k: two_branch_brightness_saturation(x, k, *args), images, keys)
-    np.testing.assert_allclose(new, old, rtol=0, atol=1e-6, err_msg=str(args))
+    np.testing.assert_allclose(new, old, rtol=0, atol=1e-5, err_msg=str(args))

@@ -55,7 +55,7 @@ def test_evaluate_features_on_8_devices_matches_brute_force(random_problem):
   train_x, train_y, test_x, test_y = random_problem
   assert len(jax.devices()) == 8
   scores = knn.evaluate_features(train_x, train_y, test_x, test_y, 7, k=9, temperature=0.07,
-                                 mesh=step_lib.make_mesh(), chunk=12)  # 12 -> 16 rows.
+                                 mesh=step_lib.make_mesh(), chunk=12)  # 37 rows: 4 chunks.
   votes = brute_force_votes(train_x, train_y, test_x, 7, 9, 0.07)
   assert scores['top1'] == pytest.approx(np.mean(votes.argmax(1) == test_y))
   top5 = np.argsort(-votes, 1, kind='stable')[:, :5]  # Ties (zero votes): lower class.
