@@ -9,6 +9,14 @@ accelerator's, not the input pipeline's. Images/s counts images, not network inp
 (Rotation feeds 4 inputs per image). L-BFGS: ``ssl_jax.evaluate.lbfgs.fit`` and
 scikit-learn's LogisticRegression with the same objective on the same random features.
 Needs no TensorFlow, so it runs on any JAX machine.
+
+``--profile=DIR`` also traces a few steps with ``jax.profiler`` into DIR (TensorBoard's
+profile plugin or Perfetto open it) and prints the step's XLA cost analysis and its top
+ops by time, each with the JAX name stack it came from, and the time per part of the
+step (augmentation, BatchNorm, convolutions; ssl_jax/step_profile.py):
+
+    python -m ssl_jax.benchmark --config=configs/simclr_resnet50.py:runlocal \
+        --steps=5 --lbfgs_features=0 --profile=/tmp/profile
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
+from ssl_jax import compilation_cache
 from ssl_jax import config_lib
 from ssl_jax import optim
 from ssl_jax import step as step_lib
+from ssl_jax import step_profile
 from ssl_jax.evaluate import lbfgs
 
 config_flags.DEFINE_config_file('config', 'configs/rotation_resnet50.py', 'Config file.',
@@ -34,13 +44,20 @@ STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps (after 2 warm-up steps).'
 DTYPE = flags.DEFINE_string('dtype', '', 'Model dtype (default: the config\'s).')
 LBFGS_N = flags.DEFINE_integer('lbfgs_examples', 10_000, 'Examples for the L-BFGS timing.')
 LBFGS_D = flags.DEFINE_integer('lbfgs_features', 2048, 'Feature size for L-BFGS (0: skip).')
+PROFILE = flags.DEFINE_string('profile', '', 'Directory: trace --profile_steps steps into '
+                              'it and print the top ops by time (empty: no profile).')
+PROFILE_STEPS = flags.DEFINE_integer('profile_steps', 3, 'Steps traced by --profile.')
+PROFILE_TOP = flags.DEFINE_integer('profile_top', 15, 'Ops listed by --profile.')
+COMPILATION_CACHE_DIR = flags.DEFINE_string(
+    'compilation_cache_dir', '', 'Persistent XLA compilation cache (local or gs://), as '
+    'ssl_jax.main\'s: a second benchmark of the same step skips its compilation.')
 
 
 IMAGENET_TRAIN = 1_281_167  # Images in ImageNet's train split: the schedule's epochs.
 
 
-def time_training(config, steps: int) -> dict:
-  """Images/s per device of the config's train step on a synthetic batch."""
+def build_training(config) -> tuple:
+  """(jitted train step, state, synthetic batch on the devices, mesh) of ``config``."""
   mesh = step_lib.make_mesh()
   task = step_lib.import_task(config)
   tx, schedule, total = optim.for_run(
@@ -54,6 +71,14 @@ def time_training(config, steps: int) -> dict:
   batch['label'] = rng.integers(0, 1000, (config.batch_size,), np.int32)
   batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
+  return train_step, state, batch, mesh
+
+
+def time_training(train_step, state, batch, steps: int, batch_size: int,
+                  devices: int) -> tuple[dict, object]:
+  """(images/s per device of ``train_step`` on ``batch`` after 2 warm-up steps, the
+  state it leaves: the step donates its input state). ``first_2_steps_s`` includes the
+  compilation when ``train_step`` is not compiled yet."""
   t0 = time.perf_counter()
   for _ in range(2):
     state, metrics = train_step(state, batch)
@@ -64,9 +89,8 @@ def time_training(config, steps: int) -> dict:
     state, metrics = train_step(state, batch)
   jax.block_until_ready(metrics)
   seconds = (time.perf_counter() - t0) / steps
-  return {'step_ms': 1e3 * seconds, 'images_per_s_per_device':
-          config.batch_size / seconds / mesh.size, 'first_2_steps_s': compile_s,
-          'devices': mesh.size}
+  return {'step_ms': 1e3 * seconds, 'images_per_s_per_device': batch_size / seconds / devices,
+          'first_2_steps_s': compile_s, 'devices': devices}, state
 
 
 def time_lbfgs(n: int, d: int, classes: int = 10, l2: float = 1e-4) -> dict:
@@ -104,14 +128,24 @@ def main(argv):
     config.input.image_size = IMAGE_SIZE.value
   if DTYPE.value:
     config.model.dtype = DTYPE.value
+  if COMPILATION_CACHE_DIR.value:
+    compilation_cache.enable(COMPILATION_CACHE_DIR.value)
   device = jax.devices()[0].device_kind
-  train = time_training(config, STEPS.value)
+  train_step, state, batch, mesh = build_training(config)
+  # Compiled ahead of time, so that the timing and the profile run one executable.
+  compiled = train_step.lower(state, batch).compile()
+  train, state = time_training(compiled, state, batch, STEPS.value, config.batch_size,
+                               mesh.size)
   print(f'\nTraining throughput on {train["devices"]} x {device}')
   print('| task | model | k | dtype | image | batch (images) | step ms | images/s/device |')
   print('|---|---|---|---|---|---|---|---|')
   print(f'| {config.task} | {config.model.name} {config.model.variant} | {config.model.k:g} | '
         f'{config.model.dtype} | {config.input.image_size} | {config.batch_size} | '
         f'{train["step_ms"]:.1f} | {train["images_per_s_per_device"]:.1f} |')
+  if PROFILE.value:
+    cost, ops = step_profile.profile_step(compiled, state, batch, PROFILE_STEPS.value,
+                                          PROFILE.value)
+    step_profile.print_profile(cost, ops, PROFILE_TOP.value, mesh.size)
   if LBFGS_D.value:
     row = time_lbfgs(LBFGS_N.value, LBFGS_D.value)
     print(f'\nL-BFGS, {LBFGS_N.value} x {LBFGS_D.value} features, 10 classes, l2=1e-4, '

@@ -23,6 +23,7 @@ import jax
 from ml_collections import config_flags
 
 from ssl_jax import checkpoint
+from ssl_jax import compilation_cache
 from ssl_jax import config_lib
 from ssl_jax import files
 from ssl_jax import loop
@@ -53,6 +54,10 @@ flags.mark_flags_as_required(['config'])
 # lost with the VMs, and a bucket cannot be guessed. Said in one line, not absl's usage.
 MISSING_WORKDIR = ('ssl_jax: --workdir is required: the folder for checkpoints, logs and '
                    'results (gs://BUCKET/PATH on a TPU pod); the same command resumes from it.')
+COMPILATION_CACHE_DIR = flags.DEFINE_string(
+    'compilation_cache_dir', '', 'Persistent XLA compilation cache, a local or gs:// '
+    'directory: a rerun or another process loads the compiled step instead of compiling '
+    'it (ssl_jax/compilation_cache.py).')
 
 # What a user can fix: printed as one line (the traceback goes to WORKDIR/error.log).
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, checkpoint.CheckpointError,
@@ -101,6 +106,8 @@ def main(argv):
     processes.start(COORDINATOR_ADDRESS.value, NUM_PROCESSES.value, PROCESS_ID.value)
   except ValueError as e:
     sys.exit(f'ssl_jax: {e}')
+  if COMPILATION_CACHE_DIR.value:
+    compilation_cache.enable(COMPILATION_CACHE_DIR.value)
   try:
     results = run(flags.FLAGS.config, WORKDIR.value)
   except USER_ERRORS as e:

@@ -107,22 +107,30 @@ def brightness_saturation(image: jax.Array, key: jax.Array, brightness: float,
                           saturation: tuple[float, float]) -> jax.Array:
   """The Revisiting colour jitter (slim Inception, fast mode; reference §2.1): brightness
   +-``brightness`` and saturation in ``saturation``, brightness first with probability
-  1/4 (selector 0 of 4), then clipped to [0, 1]."""
+  1/4 (selector 0 of 4), then clipped to [0, 1].
+
+  Both orders need one saturation each, so it is computed once, on the input of the
+  order drawn (brightened and clipped, or not), and the brightness is added after it in
+  the other order: one HSV round trip per image rather than one per order, with the
+  outputs of the two-branch form."""
   k_order, k_bright, k_sat = jax.random.split(key, 3)
   delta = jax.random.uniform(k_bright, (), minval=-brightness, maxval=brightness)
   factor = jax.random.uniform(k_sat, (), minval=saturation[0], maxval=saturation[1])
   brightness_first = jax.random.randint(k_order, (), 0, 4) == 0
-  a = adjust_saturation(jnp.clip(adjust_brightness(image, delta), 0, 1), factor)
-  b = adjust_brightness(adjust_saturation(image, factor), delta)
-  return jnp.clip(jnp.where(brightness_first, a, b), 0.0, 1.0)
+  saturated = adjust_saturation(
+      jnp.where(brightness_first, jnp.clip(adjust_brightness(image, delta), 0, 1), image),
+      factor)
+  return jnp.clip(jnp.where(brightness_first, saturated,
+                            adjust_brightness(saturated, delta)), 0.0, 1.0)
 
 
 def batch_brightness_saturation(images: jax.Array, key: jax.Array, brightness: float,
                                 saturation: tuple[float, float]) -> jax.Array:
   """:func:`brightness_saturation` on a batch [N, H, W, 3], one key per image."""
-  keys = jax.random.split(key, images.shape[0])
-  return jax.vmap(brightness_saturation, in_axes=(0, 0, None, None))(
-      images, keys, brightness, tuple(saturation))
+  with jax.named_scope('augment'):  # Names the ops in a profile (ssl_jax.benchmark).
+    keys = jax.random.split(key, images.shape[0])
+    return jax.vmap(brightness_saturation, in_axes=(0, 0, None, None))(
+        images, keys, brightness, tuple(saturation))
 
 
 def rgb_to_grayscale(image: jax.Array) -> jax.Array:
@@ -173,23 +181,31 @@ def adjust_hue(image: jax.Array, delta: jax.Array) -> jax.Array:
   return hsv_to_rgb(hsv)
 
 
+def brightness_value(key: jax.Array, strength: float, mode: str) -> jax.Array:
+  """The random value of :func:`random_brightness`: a factor U[max(1-s, 0), 1+s]
+  ('multiplicative') or a delta U[-s, s] ('additive')."""
+  if mode == 'multiplicative':
+    return jax.random.uniform(key, (), minval=max(1.0 - strength, 0.0),
+                              maxval=1.0 + strength)
+  if mode == 'additive':
+    return jax.random.uniform(key, (), minval=-strength, maxval=strength)
+  raise ValueError(f'Unknown brightness mode {mode!r}: multiplicative or additive.')
+
+
+def apply_brightness(image: jax.Array, value: jax.Array, mode: str) -> jax.Array:
+  """image x value ('multiplicative') or image + value ('additive'), clipped to [0, 1]."""
+  out = image * value if mode == 'multiplicative' else adjust_brightness(image, value)
+  # The jitter clips after every op (SimCLR's color_jitter_rand); clipping here too keeps
+  # the op a valid image on its own and changes nothing inside the jitter.
+  return jnp.clip(out, 0.0, 1.0)
+
+
 def random_brightness(image: jax.Array, key: jax.Array, strength: float,
                       mode: str = 'multiplicative') -> jax.Array:
   """Random brightness, clipped to [0, 1]: 'multiplicative' x * U[max(1-s, 0), 1+s]
   (SimCLR v2's code default since Aug 2020) or 'additive' x + U[-s, s] (SimCLR v1 /
   tf.image.random_brightness, BYOL). Strength 0 is the identity."""
-  if mode == 'multiplicative':
-    factor = jax.random.uniform(key, (), minval=max(1.0 - strength, 0.0),
-                                maxval=1.0 + strength)
-    out = image * factor
-  elif mode == 'additive':
-    out = adjust_brightness(image, jax.random.uniform(key, (), minval=-strength,
-                                                      maxval=strength))
-  else:
-    raise ValueError(f'Unknown brightness mode {mode!r}: multiplicative or additive.')
-  # The jitter clips after every op (SimCLR's color_jitter_rand); clipping here too keeps
-  # the op a valid image on its own and changes nothing inside the jitter.
-  return jnp.clip(out, 0.0, 1.0)
+  return apply_brightness(image, brightness_value(key, strength, mode), mode)
 
 
 def color_jitter(image: jax.Array, key: jax.Array, brightness: float, contrast: float,
@@ -198,38 +214,58 @@ def color_jitter(image: jax.Array, key: jax.Array, brightness: float, contrast: 
   """SimCLR's color_jitter_rand (reference §1.3) and BYOL's color_transform (§3):
   brightness, contrast x U[1-c, 1+c], saturation x U[1-s, 1+s] and hue + U[-h, h] turns
   in a random order drawn per image, with a clip to [0, 1] after each op. The strengths
-  are python floats (static config); an op of strength 0 is skipped, as in both codes.
+  are python floats (static config); an op of strength 0 is skipped (only the clip after
+  its place in the order remains), as in both codes.
 
   The order is a permutation of the four op indices; step i of a ``fori_loop`` applies op
-  perm[i] with ``lax.switch``, so nothing branches in python on a traced value (the loop
-  instead of four unrolled steps halves the compile time). Under ``vmap`` the switch
-  becomes a select over the four ops (BYOL's vmapped ``lax.cond`` does the same).
+  order[i]. A per-image op under ``vmap`` is a select between the candidates, all of
+  which are computed, so a step computes one RGB candidate (brightness or contrast, both
+  cheap) and one HSV round trip that serves saturation and hue alike (the saturation
+  scaled or the hue turned, whichever the step applies): half the HSV work of a select
+  over the four ops, with their outputs. Every op's random value is drawn up front from
+  its own key, so it does not depend on the op's position in the order.
   """
   k_perm, k_bright, k_contrast, k_sat, k_hue = jax.random.split(key, 5)
-  # Every op's random value is drawn up front from its own key, so it does not depend on
-  # the op's position in the order.
   # tf.image.random_contrast / random_saturation require lower >= 0: floor at 0 for s > 1.
+  b_value = brightness_value(k_bright, brightness, brightness_mode)
   c_factor = jax.random.uniform(k_contrast, (), minval=max(1.0 - contrast, 0.0),
                                 maxval=1.0 + contrast)
   s_factor = jax.random.uniform(k_sat, (), minval=max(1.0 - saturation, 0.0),
                                 maxval=1.0 + saturation)
   h_delta = jax.random.uniform(k_hue, (), minval=-hue, maxval=hue)
-
-  def identity(x):
-    return x
-
-  branches = [
-      (lambda x: random_brightness(x, k_bright, brightness, brightness_mode))
-      if brightness else identity,
-      (lambda x: adjust_contrast(x, c_factor)) if contrast else identity,
-      (lambda x: adjust_saturation(x, s_factor)) if saturation else identity,
-      (lambda x: adjust_hue(x, h_delta)) if hue else identity,
-  ]
-  if all(b is identity for b in branches):
+  if not (brightness or contrast or saturation or hue):
     return jnp.clip(image, 0.0, 1.0)
   order = jax.random.permutation(k_perm, 4)
-  return jax.lax.fori_loop(
-      0, 4, lambda i, x: jnp.clip(jax.lax.switch(order[i], branches, x), 0.0, 1.0), image)
+
+  def rgb_op(x: jax.Array, op: jax.Array) -> jax.Array:
+    """Brightness (op 0) or contrast (op 1); x for any other op."""
+    if brightness:
+      x = jnp.where(op == 0, apply_brightness(x, b_value, brightness_mode), x)
+    if contrast:
+      x = jnp.where(op == 1, adjust_contrast(x, c_factor), x)
+    return x
+
+  def hsv_op(x: jax.Array, is_sat: jax.Array, is_hue: jax.Array) -> jax.Array:
+    """adjust_saturation (is_sat) or adjust_hue (is_hue) in one HSV round trip."""
+    # adjust_saturation clips its input; adjust_hue does not.
+    hsv = rgb_to_hsv(jnp.where(is_sat, jnp.clip(x, 0.0, 1.0), x))
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    h = jnp.where(is_hue, (h + h_delta) % 1.0, h)
+    s = jnp.where(is_sat, jnp.clip(s * s_factor, 0.0, 1.0), s)
+    return hsv_to_rgb(jnp.stack([h, s, v], -1))
+
+  never = jnp.zeros((), bool)
+
+  def step(i: jax.Array, x: jax.Array) -> jax.Array:
+    op = order[i]
+    y = rgb_op(x, op)
+    if saturation or hue:  # Ops of strength 0 are skipped: never selected.
+      is_sat = op == 2 if saturation else never
+      is_hue = op == 3 if hue else never
+      y = jnp.where(is_sat | is_hue, hsv_op(x, is_sat, is_hue), y)
+    return jnp.clip(y, 0.0, 1.0)
+
+  return jax.lax.fori_loop(0, 4, step, image)
 
 
 def random_grayscale(image: jax.Array, key: jax.Array, prob: float) -> jax.Array:
@@ -377,20 +413,21 @@ def contrastive_views(images: jax.Array, key: jax.Array, aug: ml_collections.Con
   num_images, num_views = images.shape[:2]
   if num_views < 1:
     raise ValueError('contrastive_views needs at least one view per image.')
-  k_images, k_sigma = jax.random.split(key)
-  image_keys = jax.random.split(k_images, num_images)
-  x = to_unit(images)
-  if aug.blur_per == 'batch':
-    lo, hi = aug.blur_sigma
-    if first_view:  # Small crops draw their own sigmas.
-      k_sigma = jax.random.fold_in(k_sigma, first_view)
-    sigmas = jax.random.uniform(k_sigma, (num_views,), minval=lo, maxval=hi)
-  views = []
-  for i in range(num_views):
-    v = first_view + i  # Static: picks the probabilities.
-    keys = jax.vmap(lambda k, v=v: jax.random.fold_in(k, v))(image_keys)
-    sigma = sigmas[i] if aug.blur_per == 'batch' else None
-    views.append(jax.vmap(
-        lambda image, k, v=v, sigma=sigma: contrastive_view(image, k, aug, v, sigma))(
-            x[:, i], keys))
-  return jnp.stack(views, axis=1)
+  with jax.named_scope('augment'):  # Names the ops in a profile (ssl_jax.benchmark).
+    k_images, k_sigma = jax.random.split(key)
+    image_keys = jax.random.split(k_images, num_images)
+    x = to_unit(images)
+    if aug.blur_per == 'batch':
+      lo, hi = aug.blur_sigma
+      if first_view:  # Small crops draw their own sigmas.
+        k_sigma = jax.random.fold_in(k_sigma, first_view)
+      sigmas = jax.random.uniform(k_sigma, (num_views,), minval=lo, maxval=hi)
+    views = []
+    for i in range(num_views):
+      v = first_view + i  # Static: picks the probabilities.
+      keys = jax.vmap(lambda k, v=v: jax.random.fold_in(k, v))(image_keys)
+      sigma = sigmas[i] if aug.blur_per == 'batch' else None
+      views.append(jax.vmap(
+          lambda image, k, v=v, sigma=sigma: contrastive_view(image, k, aug, v, sigma))(
+              x[:, i], keys))
+    return jnp.stack(views, axis=1)

@@ -48,12 +48,42 @@ class Conv(nn.Module):
                    kernel_init=CONV_INITS[self.init], dtype=self.dtype, name='conv')(x)
 
 
+def _by_group(x: jax.Array, groups: int) -> jax.Array:
+  """x [N, ..., C] as [groups, N / groups, rest, C]: the batch axis split as it is sharded,
+  the spatial axes merged (a reshape without a copy)."""
+  return x.reshape(groups, x.shape[0] // groups, -1, x.shape[-1])
+
+
+def batch_statistics(x: jax.Array, groups: int, shift: jax.Array | None = None
+                     ) -> tuple[jax.Array, jax.Array]:
+  """(mean, biased variance), float32 [groups, C], of each of ``groups`` equal slices of
+  the batch axis of ``x`` [N, ..., C], over all axes but the last.
+
+  One pass: E[d] and E[d^2] of d = x - ``shift`` (per channel; default 0) are reduced
+  together (XLA fuses the two reductions, and the conversion of a bfloat16 ``x`` to
+  float32 into them, so no float32 copy of ``x`` is made); the variance is
+  max(E[d^2] - E[d]^2, 0) instead of a second pass over x - mean. With shift 0 this is
+  flax.linen.BatchNorm's default (``use_fast_variance``); a shift near the mean (the
+  running mean) keeps it as accurate as two passes when the mean is large against the
+  standard deviation, where E[x^2] - E[x]^2 cancels."""
+  flat = _by_group(x, groups).astype(jnp.float32)
+  if shift is not None:
+    flat = flat - shift
+  mean = jnp.mean(flat, axis=(1, 2))
+  mean_square = jnp.mean(jnp.square(flat), axis=(1, 2))
+  variance = jnp.maximum(mean_square - jnp.square(mean), 0.0)
+  return (mean if shift is None else mean + shift), variance
+
+
 class BatchNorm(nn.Module):
   """BatchNorm whose training statistics are taken over ``groups`` equal slices of the
   batch axis. groups=1 is global (cross-device) BN under jit; with image-major inputs a
   slice holds whole images, so fixed groups of images (``bn_group_images``, the per-core
   statistics of the original TPU code) give the same result on any number of devices,
-  without shard_map (a slice lives on one device when the groups are a multiple of it)."""
+  without shard_map (a slice lives on one device when the groups are a multiple of it).
+  Statistics by :func:`batch_statistics`, shifted by the running mean; the output is
+  (x - mean) x scale / sqrt(var + epsilon) + bias in float32, cast to ``dtype``, in one
+  elementwise pass."""
   momentum: float = 0.99
   epsilon: float = 1e-3
   groups: int = 1
@@ -69,25 +99,25 @@ class BatchNorm(nn.Module):
             if self.use_bias else jnp.zeros((features,), jnp.float32))
     ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
     ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
-    x32 = x.astype(jnp.float32)
-    if train:
-      if x.shape[0] % self.groups:
-        raise ValueError(f'BatchNorm groups={self.groups} must divide the batch of '
+    with jax.named_scope('batch_norm'):  # Names the ops in a profile (ssl_jax.benchmark).
+      groups = self.groups if train else 1
+      if x.shape[0] % groups:
+        raise ValueError(f'BatchNorm groups={groups} must divide the batch of '
                          f'{x.shape[0]} inputs.')
-      grouped = x32.reshape((self.groups, -1) + x.shape[1:])
-      axes = tuple(range(1, grouped.ndim - 1))
-      mean = grouped.mean(axes, keepdims=True)
-      var = jnp.square(grouped - mean).mean(axes, keepdims=True)
-      y = ((grouped - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
-      if not self.is_initializing():
-        # Running statistics average the per-group statistics.
-        batch_mean = mean.reshape(self.groups, features).mean(0)
-        batch_var = var.reshape(self.groups, features).mean(0)
-        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * batch_mean
-        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * batch_var
-    else:
-      y = (x32 - ra_mean.value) * jax.lax.rsqrt(ra_var.value + self.epsilon)
-    return (y * scale + bias).astype(self.dtype)
+      if train:
+        # The running mean as the shift: constant within the step (no gradient flows into
+        # batch_stats), and near the batch mean once training has begun.
+        mean, var = batch_statistics(x, groups, jax.lax.stop_gradient(ra_mean.value))
+        if not self.is_initializing():
+          # Running statistics average the per-group statistics.
+          ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean.mean(0)
+          ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var.mean(0)
+      else:
+        mean, var = ra_mean.value[None], ra_var.value[None]
+      multiplier = jax.lax.rsqrt(var + self.epsilon) * scale  # [groups, C]
+      flat = _by_group(x, groups).astype(jnp.float32)
+      y = (flat - mean[:, None, None]) * multiplier[:, None, None] + bias
+      return y.reshape(x.shape).astype(self.dtype)
 
 
 def max_pool_3x3(x: jax.Array) -> jax.Array:
