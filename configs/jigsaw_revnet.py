@@ -16,8 +16,12 @@ steps): the 9-patch-average pre_logits on the 1,000 test images, random initiali
 pretrained: L-BFGS 37.2% -> 38.5%, the paper's linear probe 21.2% -> 25.6% (measured
 2026-11-30 with benchmarks/runlocal_evidence.sh, the 2-core CPU shared with other runs:
 15.8 minutes). L-BFGS is under the project's 2-point floor since the code's grayscale,
-0-255 standardisation and 16-image BN groups (before: 36.2% -> 39.6%, 2026-11-22); not yet
-tuned.
+0-255 standardisation and 16-image BN groups (before: 36.2% -> 39.6%, 2026-11-22). As
+for RevNet Rotation (configs/rotation_revnet50.py), the random RevNet is the strong
+baseline: its parameter-free transitions carry the random root's features to
+pre_logits. The remedy that lifted Jigsaw on ResNet, residual functions that start at
+zero (--config.model.zero_init_last_bn=True), gives 34.0% -> 30.6% here (probe 21.8% ->
+21.3%; 2026-11-30, 13.5 minutes).
 """
 
 from configs import common

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# ssl_jax's train step beside the PyTorch peer (torchvision ResNet-50, bf16 autocast,
+# channels_last, torch.compile: ../shared/peer/torch_step_bench.py) on the same GPU, the
+# same batch of images, 224 px: Rotation (4 inputs per image), SimCLR (2) and supervised
+# (1), all on ResNet-50 v1 (the peer's torchvision model). Prints both tools' lines; the
+# README's table is made from them. The peer runs without PYTHONPATH: it needs none of ours.
+#
+#   benchmarks/step_vs_pytorch.sh PEER_SCRIPT [STEPS]
+set -euo pipefail
+peer=$1
+steps=${2:-30}
+# task  ssl_jax config                       images per step
+runs=("rotation configs/rotation_resnet50.py:variant=v1 128"
+      "simclr configs/simclr_resnet50.py 256"
+      "supervised configs/supervised_v1_resnet50.py 256")
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
+python -c 'import jax; print("jax", jax.__version__, jax.devices())'
+for run in "${runs[@]}"; do
+  read -r task config batch <<< "$run"
+  python -m ssl_jax.benchmark --config="$config" --batch="$batch" --image_size=224 \
+    --steps="$steps" --lbfgs_features=0
+  env -u PYTHONPATH python "$peer" --task "$task" --batch "$batch" --res 224 --steps "$steps" --compile 1
+done
