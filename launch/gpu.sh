@@ -64,21 +64,26 @@ start_process() {
 }
 
 # Waits for every process; the first failure stops the others and becomes the exit status.
+# It polls rather than `wait -n PIDS`: a process that exits before that call may already
+# be reaped and noted by bash, and `wait -n` then waits for the others only (a hang when
+# they run on). `wait PID` returns the saved status of an exited child.
 supervise() {
-  local status=0 finished rc
+  local status=0 pid rc
   while ((${#RUNNING[@]} > 0)); do
-    finished=''
-    wait -n -p finished "${!RUNNING[@]}" && rc=0 || rc=$?
-    [[ -n ${finished:-} ]] || continue # a signal interrupted the wait; the trap has run
-    echo "process ${RUNNING[$finished]} exited with status $rc"
-    unset "RUNNING[$finished]"
-    if ((rc != 0 && status == 0)); then
-      status=$rc
-      if ((${#RUNNING[@]} > 0)); then
-        echo "$SCRIPT_NAME: stopping the other processes" >&2
-        kill -TERM "${!RUNNING[@]}" 2>/dev/null || true
+    for pid in "${!RUNNING[@]}"; do
+      ! kill -0 "$pid" 2>/dev/null || continue
+      wait "$pid" && rc=0 || rc=$?
+      echo "process ${RUNNING[$pid]} exited with status $rc"
+      unset "RUNNING[$pid]"
+      if ((rc != 0 && status == 0)); then
+        status=$rc
+        if ((${#RUNNING[@]} > 0)); then
+          echo "$SCRIPT_NAME: stopping the other processes" >&2
+          kill -TERM "${!RUNNING[@]}" 2>/dev/null || true
+        fi
       fi
-    fi
+    done
+    ((${#RUNNING[@]} == 0)) || sleep 0.2 # a SIGTERM's trap runs when the sleep ends
   done
   return "$status"
 }
