@@ -7,13 +7,13 @@ prints it; benchmarks/profile_steps.sh runs it per task.
 from __future__ import annotations
 
 import collections
-import glob
 import gzip
 import json
-import os
 import re
 
 import jax
+
+from ssl_jax import files
 
 
 # Parts of the step for the profile summary: the first whose words occur in an op's JAX
@@ -65,12 +65,12 @@ def trace_self_times(logdir: str) -> dict[str, float]:
   the trace has accelerator processes ('/device:...'), only their events count (the
   host's are launches), named by their ``hlo_op`` argument where they carry one; on the
   CPU the ops run on host threads. Tested on the CPU only."""
-  paths = sorted(glob.glob(os.path.join(logdir, 'plugins', 'profile', '*',
-                                        '*perfetto_trace.json.gz')))
+  # Through the path layer: jax.profiler writes gs:// log directories too.
+  paths = sorted(files.Path(logdir).glob('plugins/profile/*/*perfetto_trace.json.gz'),
+                 key=str)
   if not paths:
     raise FileNotFoundError(f'No perfetto_trace.json.gz under {logdir}/plugins/profile.')
-  with gzip.open(paths[-1], 'rt') as f:
-    events = json.load(f)['traceEvents']
+  events = json.loads(gzip.decompress(paths[-1].read_bytes()))['traceEvents']
   devices = {event['pid'] for event in events
              if event.get('ph') == 'M' and event.get('name') == 'process_name'
              and str(event.get('args', {}).get('name', '')).startswith('/device:')}
