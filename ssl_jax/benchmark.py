@@ -8,7 +8,8 @@ augmentation) on a synthetic uint8 batch already on the devices, so the figure i
 accelerator's, not the input pipeline's. Images/s counts images, not network inputs
 (Rotation feeds 4 inputs per image). L-BFGS: ``ssl_jax.evaluate.lbfgs.fit`` and
 scikit-learn's LogisticRegression with the same objective on the same random features.
-Needs no TensorFlow, so it runs on any JAX machine.
+Uses no TensorFlow op, but imports it (the config defaults live beside the tf.data
+pipeline), as it imports clu and ml_collections: install requirements.txt first.
 
 ``--profile=DIR`` also traces a few steps with ``jax.profiler`` into DIR (TensorBoard's
 profile plugin or Perfetto open it) and prints the step's XLA cost analysis and its top

@@ -3,7 +3,7 @@ sharded over the mesh.
 
 Training: the stream is cut into ``dataset.input_shards`` shards (default one per process),
 each process reading its own (``tfds.even_splits``) and giving its slice of the global
-batch; every reads its files in an order drawn from (seed, epoch), interleaved, then shuffles the
+batch; every epoch of a shard reads its files in an order drawn from (seed, epoch), interleaved, then shuffles the
 records in a buffer seeded by (seed, epoch), and gives every example a stateless seed from
 its position in the stream. The stream is therefore a function of (seed, step): a run that
 resumes at step s skips the first s batches of its epoch on the undecoded records, without
@@ -366,6 +366,17 @@ def labelled_subset_ids(dataset: ml_collections.ConfigDict, builder, labels_per_
              else max(1, int(round(label_fraction * len(members)))))
     kept.append(members[:count])
   return ids[np.sort(np.concatenate(kept))] if kept else ids[:0]
+
+
+def random_subset_ids(dataset: ml_collections.ConfigDict, builder, count: int,
+                      seed: int) -> np.ndarray | None:
+  """``count`` ``tfds_id``s of the train split drawn without replacement from ``seed``, in
+  file order, from the split's metadata (no image is read); None (the whole split) when
+  the split is no larger. The evaluators' one way to subsample by id (lbfgs, knn)."""
+  ids = example_ids(dataset, builder, dataset.train_split)
+  if count >= len(ids):
+    return None
+  return ids[np.sort(np.random.default_rng(seed).choice(len(ids), count, replace=False))]
 
 
 def class_subset_ids(dataset: ml_collections.ConfigDict, builder, per_class: int,

@@ -165,12 +165,8 @@ def bank_ids(section: ml_collections.ConfigDict, data: context_lib.DataSpec
   from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
   if section.max_train_examples <= 0:
     return None
-  ids = input_pipeline.example_ids(data.dataset, data.builder, data.dataset.train_split)
-  if section.max_train_examples >= len(ids):
-    return None
-  draw = np.random.default_rng(data.seed).choice(len(ids), section.max_train_examples,
-                                                 replace=False)
-  return ids[np.sort(draw)]
+  return input_pipeline.random_subset_ids(data.dataset, data.builder,
+                                          section.max_train_examples, data.seed)
 
 
 def config() -> ml_collections.ConfigDict:

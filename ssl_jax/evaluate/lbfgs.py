@@ -176,12 +176,8 @@ def fit_ids(section: ml_collections.ConfigDict, data: context_lib.DataSpec
     return subset
   if section.num_train_examples < 0:
     return None
-  ids = input_pipeline.example_ids(dataset, builder, dataset.train_split)
-  if section.num_train_examples >= len(ids):
-    return None
-  draw = np.random.default_rng(data.seed).choice(len(ids), section.num_train_examples,
-                                                 replace=False)
-  return ids[np.sort(draw)]
+  return input_pipeline.random_subset_ids(dataset, builder, section.num_train_examples,
+                                          data.seed)
 
 
 def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
