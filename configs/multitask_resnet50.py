@@ -20,7 +20,8 @@ Arguments: those of configs/rotation_resnet50.py, and ``tasks`` (task modules jo
 '+', default rotation+exemplar; any without a second network, state or own BN groups)
 and ``weights`` ('+'-joined, one per task, default 1 each):
 
-    python -m ssl_jax.main --config=configs/multitask_resnet50.py:tasks=rotation+jigsaw,weights=1+0.5 \
+    python -m ssl_jax.main \
+        --config=configs/multitask_resnet50.py:tasks=rotation+jigsaw,weights=1+0.5 \
         --config.multitask.jigsaw.num_permutations=100 --workdir=...
     python -m ssl_jax.main --config=configs/multitask_resnet50.py:runlocal --workdir=/tmp/mt
 

@@ -42,7 +42,10 @@ def test_episodes_are_disjoint_with_the_right_classes_and_counts():
 
 def test_episodes_are_deterministic_for_a_seed():
   labels = _labels()
-  draw = lambda seed, shots=1: fewshot.sample_episodes(labels, (), 5, shots, 15, 10, seed)  # noqa: E731
+
+  def draw(seed, shots=1):
+    return fewshot.sample_episodes(labels, (), 5, shots, 15, 10, seed)
+
   for a, b in zip(draw(0), draw(0)):
     np.testing.assert_array_equal(a, b)
   assert not np.array_equal(draw(0).support, draw(1).support)

@@ -117,7 +117,8 @@ def test_bad_tasks_and_weights_are_refused_naming_the_fix(field, value, message)
 def test_a_task_without_its_section_names_the_fix():
   config = config_lib.run_config('multitask')
   config.multitask.tasks = ('rotation', 'jigsaw')
-  with pytest.raises(ValueError, match=r'section multitask.jigsaw is missing.*tasks=rotation\+jigsaw'):
+  with pytest.raises(ValueError,
+                     match=r'section multitask.jigsaw is missing.*tasks=rotation\+jigsaw'):
     config_lib.lock(config)
   config.multitask = multitask.section(('rotation', 'jigsaw'), (1.0, 0.5))
   config_lib.lock(config)
