@@ -56,6 +56,8 @@ def test_too_few_examples_or_classes_name_the_fix():
   labels = np.concatenate([_labels(num_classes=6, per_class=10), [0, 1, 3, 4, 5] * 10])
   with pytest.raises(ValueError, match=r'class\(es\) \[2\] have fewer than 16'):
     fewshot.sample_episodes(labels, (0, 1, 2, 3, 4), 5, 1, 15, 1, 0)
+  with pytest.raises(ValueError, match=r'class\(es\) \[99\] have fewer'):  # Absent.
+    fewshot.sample_episodes(labels, (0, 1, 3, 4, 99), 5, 1, 15, 1, 0)
   with pytest.raises(ValueError, match='need 5 classes .* 0 have'):
     fewshot.sample_episodes(_labels(num_classes=6, per_class=10), (), 5, 5, 15, 1, 0)
   section = config_lib.evaluator('fewshot', classes=(0, 1, 2))

@@ -6,8 +6,8 @@ of the split), then ``shots`` support and ``queries`` query examples of each cla
 support and query disjoint; a linear classifier is fitted on the support features alone
 and scored on the queries. The result is the mean query accuracy over ``episodes``
 episodes and its 95 % confidence interval, 1.96 x std / sqrt(episodes) (the normal
-interval of the few-shot literature, Snell et al. 2017, Chen et al. 2019; std over
-episodes with ddof 0), for each shot count:
+interval of the few-shot literature, as Chen et al. 2019's code; std over episodes with
+ddof 0), for each shot count:
 
     fewshot/<ways>way<shots>shot/accuracy, fewshot/<ways>way<shots>shot/ci95
 
@@ -56,7 +56,7 @@ def eligible_classes(labels: np.ndarray, classes: Sequence[int], per_class: int)
   """The classes of ``classes`` (empty: every label present) with at least ``per_class``
   examples in ``labels``, sorted. Raises ValueError for a chosen class that is absent or
   too small (the message names it and the fix)."""
-  counts = np.bincount(labels, minlength=max(list(classes) + [int(labels.max()) + 1]))
+  counts = np.bincount(labels, minlength=max([int(labels.max()) + 1] + [c + 1 for c in classes]))
   if len(classes):
     chosen = np.asarray(sorted(classes), np.int64)
     short = [int(c) for c in chosen if counts[c] < per_class]
