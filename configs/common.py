@@ -29,14 +29,14 @@ def _dataset(c: ConfigDict, name: str) -> None:
 
 
 def revisiting(arg: str | None, *, task: str, model: str, k: float, variant: str,
-               batch: int) -> tuple[ConfigDict, ConfigDict]:
+               batch: int, **extra: Any) -> tuple[ConfigDict, ConfigDict]:
   """(config, parsed arguments): a Revisiting pretext config (reference revisiting.md §3),
   unlocked, with runlocal applied if asked. Arguments: ``model, k, variant, last_relu,
   representation_size, dataset, batch, runlocal`` with the given defaults (k=0 means the
-  default ``k``, or 0.25 with runlocal)."""
+  default ``k``, or 0.25 with runlocal), and the config's own ``extra`` with theirs."""
   args = config_lib.parse_arg(arg, model=model, k=0.0, variant=variant, last_relu=True,
                               representation_size=0, dataset='imagenet2012', batch=batch,
-                              runlocal=False)
+                              runlocal=False, **extra)
   c = config_lib.run_config(task)
   c.model.name = args.model
   c.model.k = args.k or k

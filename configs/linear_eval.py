@@ -4,7 +4,7 @@ r"""Evaluates the frozen encoder of an existing workdir, without training.
         --config=configs/linear_eval.py:workdir=/tmp/rot,protocol=linear
 
 Reads WORKDIR/config.json of the trained run (its model, dataset and preprocessing) and
-writes results.json to --workdir. Arguments: workdir (required), protocol (lbfgs, linear,
+writes results.json to --workdir. Arguments: workdir (required), protocol (lbfgs, linear, fewshot,
 mlp, knn, or a paper's SGD linear probe by name: revisiting, moco, simclr, byol or
 simsiam, each an instance ``linear_<name>`` (ssl_jax/evaluate/linear.py preset(); all
 but revisiting on pre_logits); several joined by '+', e.g. protocol=moco+knn), layers

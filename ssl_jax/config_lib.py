@@ -234,6 +234,10 @@ def from_json(text: str) -> ConfigDict:
                      '7ea9506 that wrote it.')
   _drop_per_device_bn(loaded)
   config = run_config(loaded['task'])
+  task = import_component('tasks', loaded['task'])
+  if hasattr(task, 'config_from') and loaded['task'] in loaded:
+    # A section whose fields depend on its values (multitask: its tasks' own sections).
+    config[loaded['task']] = task.config_from(loaded[loaded['task']])
   for name, section in loaded.get('evals', {}).items():
     config.evals[name] = evaluator(section['type'])
   merge(config, loaded, path='')

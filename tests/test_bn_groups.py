@@ -15,7 +15,7 @@ from ssl_jax import config_lib
 from ssl_jax import step as step_lib
 
 TASKS = ['rotation', 'exemplar', 'jigsaw', 'relative_patch', 'supervised', 'simclr', 'moco',
-         'byol', 'simsiam']
+         'byol', 'simsiam', 'multitask']
 
 
 def _load_config(name: str, arg: str | None = None):

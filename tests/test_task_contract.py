@@ -29,7 +29,7 @@ TASKS = [name for name in MODULES
 REQUIRED = {'preprocess': ['features', 'seed', 's'], 'views': ['batch', 'rng', 's'],
             'make_head': ['s', 'num_classes'],
             'loss': ['outputs', 'views', 'task_state', 's', 'progress']}
-OPTIONAL = {'config': [], 'validate': ['task_config', 'batch_size'], 'input_shapes': ['s'],
+OPTIONAL = {'config': [], 'config_from': ['values'], 'validate': ['task_config', 'batch_size'], 'input_shapes': ['s'],
             'bn_groups': ['s', 'num_devices'], 'init_task_state': ['s', 'params', 'rng'],
             'targets': ['task_state', 'views', 'rng', 's', 'apply_target'],
             'update_task_state': ['task_state', 'params', 'views', 's', 'progress']}
@@ -37,7 +37,7 @@ OPTIONAL = {'config': [], 'validate': ['task_config', 'batch_size'], 'input_shap
 
 def test_the_tasks_are_found():
   assert set(TASKS) == {'rotation', 'supervised', 'exemplar', 'jigsaw', 'relative_patch',
-                        'simclr', 'moco', 'byol', 'simsiam'}
+                        'simclr', 'moco', 'byol', 'simsiam', 'multitask'}
   # The helpers are not half tasks.
   assert set(MODULES) - set(TASKS) == {'contrastive', 'patches'}
 

@@ -43,7 +43,10 @@ def objective(params: tuple[jax.Array, jax.Array], x: jax.Array, y: jax.Array,
 
 
 @functools.partial(jax.jit, static_argnames=('num_classes', 'max_iter'))
-def _fit(x, y, l2, tol, num_classes: int, max_iter: int):
+def solve(x: jax.Array, y: jax.Array, l2: jax.Array, tol: jax.Array, num_classes: int,
+          max_iter: int) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+  """((w [D, C], b [C]), iterations) minimising :func:`objective` from zero: pure and
+  jitted, so it also runs vmapped over many small problems (few-shot episodes)."""
   params = (jnp.zeros((x.shape[1], num_classes), jnp.float32),
             jnp.zeros((num_classes,), jnp.float32))
   fun = functools.partial(objective, x=x, y=y, l2=l2)
@@ -75,7 +78,7 @@ def fit(features, labels, l2: float, *, num_classes: int | None = None,
   if x.ndim != 2 or y.shape != (x.shape[0],):
     raise ValueError(f'Expected features [N, D] and labels [N], got {x.shape} and {y.shape}.')
   num_classes = num_classes or int(np.max(np.asarray(labels))) + 1
-  (w, b), _ = _fit(x, y, jnp.float32(l2), jnp.float32(tol), num_classes, max_iter)
+  (w, b), _ = solve(x, y, jnp.float32(l2), jnp.float32(tol), num_classes, max_iter)
   return w, b
 
 

@@ -38,6 +38,9 @@ Optional:
 
 ``config() -> ConfigDict``
     The defaults of the task's section ``config.<name>`` (absent: the task has no fields).
+``config_from(values) -> ConfigDict``
+    The section for saved ``values`` (a dict, from config.json) where its fields depend
+    on them: multitask holds the sections of the tasks it names.
 ``validate(task_config, *, batch_size)``
     Raises ValueError naming the field and the fix.
 ``input_shapes(s) -> dict[str, tuple]``
