@@ -207,7 +207,7 @@ def sidecar_path(output: str) -> str:
 
 
 def export(workdir: str, fmt: str, output: str,
-           platforms: Sequence[str] = ('cpu',)) -> list[str]:
+           platforms: Sequence[str] = ('cpu', 'cuda', 'tpu')) -> list[str]:
   """Writes the encoder of ``workdir``'s newest checkpoint to ``output`` in ``fmt``;
   returns the paths written."""
   if fmt not in FORMATS:
@@ -233,7 +233,7 @@ def export(workdir: str, fmt: str, output: str,
 WORKDIR = flags.DEFINE_string('workdir', None, 'The run to export (its newest checkpoint).')
 FORMAT = flags.DEFINE_enum('format', None, FORMATS, 'npz, torchvision or jax_export.')
 OUTPUT = flags.DEFINE_string('output', None, 'The file to write (a path or gs:// URL).')
-PLATFORMS = flags.DEFINE_list('platforms', ['cpu'], 'jax_export: the platforms the '
+PLATFORMS = flags.DEFINE_list('platforms', ['cpu', 'cuda', 'tpu'], 'jax_export: the platforms the '
                               'function is lowered for (cpu, cuda, rocm, tpu).')
 
 
