@@ -233,8 +233,8 @@ def export(workdir: str, fmt: str, output: str,
 WORKDIR = flags.DEFINE_string('workdir', None, 'The run to export (its newest checkpoint).')
 FORMAT = flags.DEFINE_enum('format', None, FORMATS, 'npz, torchvision or jax_export.')
 OUTPUT = flags.DEFINE_string('output', None, 'The file to write (a path or gs:// URL).')
-PLATFORMS = flags.DEFINE_list('platforms', ['cpu', 'cuda', 'tpu'], 'jax_export: the platforms the '
-                              'function is lowered for (cpu, cuda, rocm, tpu).')
+PLATFORMS = flags.DEFINE_list('platforms', ['cpu', 'cuda', 'tpu'], 'jax_export: the '
+                              'platforms the function is lowered for (cpu, cuda, rocm, tpu).')
 
 
 def main(argv: Sequence[str]) -> None:
