@@ -230,23 +230,28 @@ def export(workdir: str, fmt: str, output: str,
   return [output, sidecar_path(output)]
 
 
-WORKDIR = flags.DEFINE_string('workdir', None, 'The run to export (its newest checkpoint).')
-FORMAT = flags.DEFINE_enum('format', None, FORMATS, 'npz, torchvision or jax_export.')
-OUTPUT = flags.DEFINE_string('output', None, 'The file to write (a path or gs:// URL).')
-PLATFORMS = flags.DEFINE_list('platforms', ['cpu', 'cuda', 'tpu'], 'jax_export: the '
-                              'platforms the function is lowered for (cpu, cuda, rocm, tpu).')
+def define_flags() -> None:
+  """The command's flags; defined only when run as a command, so that importing this
+  module beside ssl_jax.main (which has a --workdir too) defines nothing."""
+  flags.DEFINE_string('workdir', None, 'The run to export (its newest checkpoint).')
+  flags.DEFINE_enum('format', None, FORMATS, 'npz, torchvision or jax_export.')
+  flags.DEFINE_string('output', None, 'The file to write (a path or gs:// URL).')
+  flags.DEFINE_list('platforms', ['cpu', 'cuda', 'tpu'], 'jax_export: the platforms the '
+                    'function is lowered for (cpu, cuda, rocm, tpu).')
+  flags.mark_flags_as_required(['workdir', 'format', 'output'])
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  values = flags.FLAGS
   try:
-    written = export(WORKDIR.value, FORMAT.value, OUTPUT.value, PLATFORMS.value)
+    written = export(values.workdir, values.format, values.output, values.platforms)
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f'ssl_jax.export: {type(e).__name__}: {e}')
   print('Wrote ' + ', '.join(written))
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['workdir', 'format', 'output'])
+  define_flags()
   app.run(main)

@@ -4,10 +4,12 @@ itself) and a jax.export function, each against ssl_jax.load_encoder."""
 import json
 import subprocess
 import sys
+import types
 
 import jax
 import numpy as np
 import pytest
+from conftest import tiny_config
 
 import ssl_jax
 from ssl_jax import checkpoint
@@ -15,6 +17,7 @@ from ssl_jax import config_lib
 from ssl_jax import export
 from ssl_jax import step as step_lib
 from ssl_jax import train
+from ssl_jax import writers
 from ssl_jax.data import cifar10_5k
 from ssl_jax.data import input_pipeline
 
@@ -199,3 +202,73 @@ def test_jax_export_round_trip_gives_load_encoders_features(tiny_workdir, tmp_pa
     # Not bitwise: XLA folds the embedded weights' constants differently.
     np.testing.assert_allclose(np.asarray(exported.call(cropped[:n])), ours[:n],
                                rtol=1e-5, atol=1e-5 * np.abs(ours).max())
+
+
+class FakeWandb(types.ModuleType):
+  """A stand-in ``wandb`` module that records what a run logs."""
+
+  def __init__(self):
+    super().__init__('wandb')
+    self.inits, self.logs, self.finished = [], [], 0
+    self.Image = lambda array: ('image', np.asarray(array).shape)  # noqa: N803
+    self.Histogram = lambda values, num_bins=64: ('histogram', len(values), num_bins)
+
+  def init(self, **kwargs):
+    self.inits.append(kwargs)
+    fake = self
+
+    class Run:
+      config = types.SimpleNamespace(update=lambda values, **_: fake.inits[-1].update(
+          hparams=values))
+
+      def log(self, data, step):
+        fake.logs.append((step, data))
+
+      def finish(self):
+        fake.finished += 1
+
+    return Run()
+
+
+def test_wandb_writer_gets_the_runs_metrics_images_and_results(tmp_path, monkeypatch):
+  """A tiny pretraining through ssl_jax.main.run with writers.wandb_project set: W&B
+  receives what metrics.jsonl and TensorBoard do, under one run id per workdir."""
+  from ssl_jax import main
+  fake = FakeWandb()
+  monkeypatch.setitem(sys.modules, 'wandb', fake)
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(evals=(), total_steps=2, **{'writers.wandb_project': 'ssl'})
+  main.run(config, workdir)  # Trains, then writes the (here empty) results.
+  assert [i['project'] for i in fake.inits] == ['ssl', 'ssl']  # Training, results.
+  assert {i['id'] for i in fake.inits} == {writers.wandb_run_id(workdir)}
+  assert fake.inits[0]['name'] == 'run' and fake.inits[0]['resume'] == 'allow'
+  assert fake.inits[0]['config']['task'] == 'rotation' and fake.finished == 2
+  rows = [json.loads(line) for line in open(f'{workdir}/metrics.jsonl')]
+  logged = {}
+  for step, data in fake.logs:
+    logged.setdefault(step, {}).update(data)
+  for row in rows:
+    step = row.pop('step')
+    assert logged[step].keys() >= row.keys()
+    np.testing.assert_allclose([logged[step][k] for k in row], list(row.values()), rtol=1e-6)
+  assert logged[2]['augmented_inputs'][0] == ('image', (16, 16, 3))
+  writers.write_results({'lbfgs/top1': 0.25}, workdir, 2, config.writers)
+  assert fake.logs[-1] == (2, {'lbfgs/top1': 0.25}) and len(fake.inits) == 3
+
+
+def test_wandb_only_on_process_0_and_off_by_default(tmp_path, monkeypatch):
+  fake = FakeWandb()
+  monkeypatch.setitem(sys.modules, 'wandb', fake)
+  section = writers.config()
+  writers.create(str(tmp_path / 'a'), section=section).close()  # Off by default.
+  section.wandb_project = 'ssl'
+  monkeypatch.setattr(jax, 'process_index', lambda: 1)
+  writers.create(str(tmp_path / 'b'), section=section).close()
+  assert not fake.inits
+
+
+def test_missing_wandb_is_a_clear_error(monkeypatch):
+  monkeypatch.setitem(sys.modules, 'wandb', None)  # `import wandb` raises ImportError.
+  with pytest.raises(ValueError, match='wandb is not installed: `pip install wandb`'):
+    config_lib.validate(tiny_config(**{'writers.wandb_project': 'ssl'}))
+  config_lib.validate(tiny_config())  # Not needed when off.
