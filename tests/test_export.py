@@ -194,7 +194,7 @@ def test_jax_export_round_trip_gives_load_encoders_features(tiny_workdir, tmp_pa
   output = str(tmp_path / 'encoder.jaxexport')
   export.export(workdir, 'jax_export', output)
   with open(output, 'rb') as f:
-    exported = jax.export.deserialize(bytearray(f.read()))
+    exported = jax.export.deserialize(f.read())  # As the README says.
   config = config_lib.from_json(open(f'{workdir}/config.json').read())
   cropped = input_pipeline.eval_array_images(images, config.input)
   ours = np.asarray(ssl_jax.load_encoder(workdir)(images)['pre_logits'])
