@@ -29,29 +29,31 @@ def _images(n: int) -> np.ndarray:
 
 
 def _calibrated_variables(model_config, images: np.ndarray, seed: int) -> dict:
-  """Encoder variables that exercise every mapped array: random BN scales and biases,
-  then running statistics set to one batch's (a train-mode pass with momentum 0), so
-  that means and variances differ per channel and the activations stay in range."""
+  """Encoder variables that exercise every mapped array: He-normal kernels, random BN
+  scales and biases, then running statistics set to one batch's (a train-mode pass with
+  momentum 0), so that means and variances differ per channel and the activations stay
+  in range. Drawn with numpy: jitting the init would cost a second compilation."""
   model = step_lib.build_encoder(model_config)
   x = images.astype(np.float32) / 127.5 - 1.0
-  variables = jax.jit(lambda x: model.init(jax.random.key(seed), x, train=False))(x)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
   rng = np.random.default_rng(seed)
 
-  def jitter(path, value):
-    name = path[-1].key
+  def draw(path, shape):
+    name, size = path[-1].key, shape.shape
+    if name == 'kernel':
+      return rng.normal(0, np.sqrt(2 / np.prod(size[:-1])), size).astype(np.float32)
     if name == 'scale':
-      return value * rng.uniform(0.5, 1.5, value.shape).astype(np.float32)
-    if name == 'bias' and value.ndim == 1:
-      return value + rng.normal(0, 0.1, value.shape).astype(np.float32)
-    return value
+      return rng.uniform(0.5, 1.5, size).astype(np.float32)
+    return rng.normal(0, 0.1, size).astype(np.float32)
 
-  params = jax.tree_util.tree_map_with_path(jitter, variables['params'])
+  params = jax.tree_util.tree_map_with_path(draw, shapes['params'])
+  stats = jax.tree.map(lambda s: np.ones(s.shape, s.dtype), shapes['batch_stats'])
   with model_config.unlocked():
     model_config.bn_momentum = 0.0
   calibrate = step_lib.build_encoder(model_config)
   _, stats = jax.jit(lambda p, s, x: calibrate.apply(
       {'params': p, 'batch_stats': s}, x, train=True, mutable=['batch_stats']))(
-          params, variables['batch_stats'], x)
+          params, stats, x)
   return {'params': params, 'batch_stats': stats['batch_stats']}
 
 
@@ -231,18 +233,17 @@ class FakeWandb(types.ModuleType):
 
 
 def test_wandb_writer_gets_the_runs_metrics_images_and_results(tmp_path, monkeypatch):
-  """A tiny pretraining through ssl_jax.main.run with writers.wandb_project set: W&B
-  receives what metrics.jsonl and TensorBoard do, under one run id per workdir."""
-  from ssl_jax import main
+  """A tiny pretraining with writers.wandb_project set: W&B receives what metrics.jsonl
+  and TensorBoard do, then the results, under one run id per workdir."""
   fake = FakeWandb()
   monkeypatch.setitem(sys.modules, 'wandb', fake)
   workdir = str(tmp_path / 'run')
   config = tiny_config(evals=(), total_steps=2, **{'writers.wandb_project': 'ssl'})
-  main.run(config, workdir)  # Trains, then writes the (here empty) results.
-  assert [i['project'] for i in fake.inits] == ['ssl', 'ssl']  # Training, results.
-  assert {i['id'] for i in fake.inits} == {writers.wandb_run_id(workdir)}
+  assert train.train(config, workdir)
+  assert len(fake.inits) == 1 and fake.inits[0]['project'] == 'ssl'
+  assert fake.inits[0]['id'] == writers.wandb_run_id(workdir)
   assert fake.inits[0]['name'] == 'run' and fake.inits[0]['resume'] == 'allow'
-  assert fake.inits[0]['config']['task'] == 'rotation' and fake.finished == 2
+  assert fake.inits[0]['config']['task'] == 'rotation' and fake.finished == 1
   rows = [json.loads(line) for line in open(f'{workdir}/metrics.jsonl')]
   logged = {}
   for step, data in fake.logs:
@@ -252,8 +253,9 @@ def test_wandb_writer_gets_the_runs_metrics_images_and_results(tmp_path, monkeyp
     assert logged[step].keys() >= row.keys()
     np.testing.assert_allclose([logged[step][k] for k in row], list(row.values()), rtol=1e-6)
   assert logged[2]['augmented_inputs'][0] == ('image', (16, 16, 3))
-  writers.write_results({'lbfgs/top1': 0.25}, workdir, 2, config.writers)
-  assert fake.logs[-1] == (2, {'lbfgs/top1': 0.25}) and len(fake.inits) == 3
+  writers.write_results({'lbfgs/top1': 0.25}, workdir, 2, config.writers)  # As main does.
+  assert fake.logs[-1] == (2, {'lbfgs/top1': 0.25})
+  assert [i['id'] for i in fake.inits] == [writers.wandb_run_id(workdir)] * 2
 
 
 def test_wandb_only_on_process_0_and_off_by_default(tmp_path, monkeypatch):
