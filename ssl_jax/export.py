@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging
 import flax
 import jax
 import jax.numpy as jnp
@@ -245,6 +246,7 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   values = flags.FLAGS
+  logging.set_verbosity(logging.WARNING)  # Orbax's INFO lines say nothing to a user here.
   try:
     written = export(values.workdir, values.format, values.output, values.platforms)
   except (ValueError, FileNotFoundError) as e:
