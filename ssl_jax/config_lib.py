@@ -46,6 +46,7 @@ def run_config(task: str) -> ConfigDict:
   what their recipe changes and add evaluator instances with :func:`evaluator`."""
   from ssl_jax import optim
   from ssl_jax import models
+  from ssl_jax import writers
   from ssl_jax.data import augment
   from ssl_jax.data import input_pipeline
   from ssl_jax.data import preprocess
@@ -71,6 +72,7 @@ def run_config(task: str) -> ConfigDict:
   c.augment = augment.config()
   c.model = models.config()
   c.optimizer = optim.config()
+  c.writers = writers.config()  # Optional writers beside TensorBoard (W&B).
   task_section = _section(import_component('tasks', task))
   if task_section:
     c[task] = task_section
@@ -104,6 +106,7 @@ def validate(config: ConfigDict) -> None:
   run-level fields here, each section by its owner's ``validate``."""
   from ssl_jax import optim
   from ssl_jax import models
+  from ssl_jax import writers
   from ssl_jax.data import augment
   from ssl_jax.data import preprocess
   if config.batch_size <= 0 or config.eval_batch_size <= 0:
@@ -115,6 +118,7 @@ def validate(config: ConfigDict) -> None:
   optim.validate(config.optimizer)
   augment.validate(config.augment)
   preprocess.validate(config.input)
+  writers.validate(config.writers)
   if hasattr(task, 'validate'):
     task.validate(config[config.task], batch_size=config.batch_size)
   if config.input.local_crops and not getattr(task, 'MULTICROP', False):

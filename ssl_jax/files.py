@@ -42,6 +42,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
   temporary.replace(path)
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  """Writes ``data`` to ``path`` whole, as :func:`write_text` does."""
+  path = epath.Path(path)
+  if is_url(path):
+    path.write_bytes(data)
+    return
+  temporary = path.with_name(path.name + '.tmp')
+  temporary.write_bytes(data)
+  temporary.replace(path)
+
+
 def read_text(path: str | os.PathLike) -> str | None:
   """The text of ``path``, or None if it does not exist."""
   path = epath.Path(path)

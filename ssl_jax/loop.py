@@ -14,12 +14,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from absl import logging
 from clu import periodic_actions
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from ssl_jax import checkpoint
@@ -88,14 +89,17 @@ def duration(seconds: float) -> str:
 
 def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dict]], *,
         total_steps: int, workdir: str, name: str, log_every: int, checkpoint_every: int,
-        keep_checkpoints: int = 3, hook: Hook | None = None) -> tuple[Any, bool]:
+        keep_checkpoints: int = 3, hook: Hook | None = None,
+        writers_section: ml_collections.ConfigDict | None = None,
+        run_config: Mapping[str, Any] | None = None) -> tuple[Any, bool]:
   """Trains ``state`` (a pytree with a ``step`` field, laid out on its devices) to
   ``total_steps`` in ``workdir``; returns (state, finished). ``finished`` is False when
   SIGTERM stopped the run after saving (call again to resume).
 
   ``batches_from(start_step)`` yields the batches from a step on (the input stream is a
   function of the step, so a resumed run sees the batches an uninterrupted one would).
-  ``hook`` runs after every step. ``name`` prefixes the log lines.
+  ``hook`` runs after every step. ``name`` prefixes the log lines. ``writers_section``
+  (the ``writers`` section) adds optional writers, with ``run_config`` as their record.
   """
   ckpt = checkpoint.Checkpointer(workdir, keep_checkpoints)
   state = ckpt.restore(state)
@@ -105,7 +109,8 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
     ckpt.save(start, state)  # total_steps=0 keeps the initialisation.
     ckpt.close()
     return state, True
-  writer = writers.create(workdir, resume_step=start)
+  writer = writers.create(workdir, resume_step=start, section=writers_section,
+                          run_config=run_config)
   all_finite = jax.jit(_all_finite)
   batches = batches_from(start)
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
@@ -154,7 +159,7 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
     try:
-      writer.flush()
+      writer.close()  # Flushes; ends the W&B run, which write_results resumes.
     except OSError as e:  # A full disk: the checkpoint error below says what to do.
       logging.warning('Could not flush the metric writers: %s', e)
     ckpt.close()

@@ -84,7 +84,7 @@ def run(config, workdir: str) -> dict[str, float] | None:
     if evaluated is None:
       return None
     results.update(evaluated)
-  writers.write_results(results, workdir, step)
+  writers.write_results(results, workdir, step, config.writers)
   return results
 
 

@@ -162,5 +162,6 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   _, finished = loop.run(state, train_step, batches_from, total_steps=total,
                          workdir=workdir, name='train', log_every=config.log_every,
                          checkpoint_every=config.checkpoint_every,
-                         keep_checkpoints=config.keep_checkpoints, hook=hook)
+                         keep_checkpoints=config.keep_checkpoints, hook=hook,
+                         writers_section=config.writers, run_config=config.to_dict())
   return finished
