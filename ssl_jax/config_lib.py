@@ -47,6 +47,7 @@ def run_config(task: str) -> ConfigDict:
   from ssl_jax import optim
   from ssl_jax import models
   from ssl_jax.data import augment
+  from ssl_jax.data import corruption
   from ssl_jax.data import input_pipeline
   from ssl_jax.data import preprocess
   c = ConfigDict()
@@ -69,6 +70,7 @@ def run_config(task: str) -> ConfigDict:
   c.dataset = input_pipeline.config()
   c.input = preprocess.config()
   c.augment = augment.config()
+  c.corruption = corruption.config()  # Of the pretraining images only.
   c.model = models.config()
   c.optimizer = optim.config()
   task_section = _section(import_component('tasks', task))
@@ -105,6 +107,7 @@ def validate(config: ConfigDict) -> None:
   from ssl_jax import optim
   from ssl_jax import models
   from ssl_jax.data import augment
+  from ssl_jax.data import corruption
   from ssl_jax.data import preprocess
   if config.batch_size <= 0 or config.eval_batch_size <= 0:
     raise ValueError('batch_size and eval_batch_size must be positive.')
@@ -114,6 +117,7 @@ def validate(config: ConfigDict) -> None:
   models.validate(config.model)
   optim.validate(config.optimizer)
   augment.validate(config.augment)
+  corruption.validate(config.corruption)
   preprocess.validate(config.input)
   if hasattr(task, 'validate'):
     task.validate(config[config.task], batch_size=config.batch_size)

@@ -63,6 +63,11 @@ def config() -> ml_collections.ConfigDict:
   # other file, and TFDS's ImageNet files are already in a shuffled order).
   c.holdout_draw = 'seeded'
   c.holdout_seed = 0
+  # > 0: pretrain on this many train examples only (Cole et al.: 50k ... 1M), the first
+  # subset_examples of one permutation of the split's ids drawn from subset_seed, so a
+  # smaller subset lies inside a larger one and a size always gives the same images.
+  c.subset_examples = 0
+  c.subset_seed = 0
   c.cache = False  # Cache encoded examples in memory (small datasets).
   # Shards of the training stream, each a slice of every global batch; 0: one per process.
   # A fixed count (a multiple of the process count) keeps the stream when a run resumes
@@ -86,6 +91,9 @@ def validate(section: ml_collections.ConfigDict) -> None:
                      f'{HOLDOUT_DRAWS}.')
   if section.interleave_files < 1:
     raise ValueError(f'dataset.interleave_files={section.interleave_files} must be >= 1.')
+  if section.subset_examples < 0:
+    raise ValueError(f'dataset.subset_examples={section.subset_examples} must be >= 0 (0: '
+                     'the whole train split).')
   if section.input_shards < 0:
     raise ValueError(f'dataset.input_shards={section.input_shards} must be >= 0 (0: one '
                      'per process).')
@@ -368,15 +376,41 @@ def labelled_subset_ids(dataset: ml_collections.ConfigDict, builder, labels_per_
   return ids[np.sort(np.concatenate(kept))] if kept else ids[:0]
 
 
+def nested_subset(ids: np.ndarray, count: int, seed: int) -> np.ndarray:
+  """The first ``count`` of ``ids`` in the order of one permutation of the sorted ids drawn
+  from ``seed``, in that order: static (a function of the id set, ``count`` and ``seed``,
+  whatever order the ids come in) and nested (the subset of n is a prefix of that of any
+  larger count). Cole et al.'s fixed pretraining subsets of 50k ... 1M images."""
+  ordered = np.sort(np.asarray(ids, object))
+  return ordered[np.random.default_rng(seed).permutation(len(ordered))[:count]]
+
+
 def random_subset_ids(dataset: ml_collections.ConfigDict, builder, count: int,
                       seed: int) -> np.ndarray | None:
-  """``count`` ``tfds_id``s of the train split drawn without replacement from ``seed``, in
-  file order, from the split's metadata (no image is read); None (the whole split) when
-  the split is no larger. The evaluators' one way to subsample by id (lbfgs, knn)."""
+  """``count`` ``tfds_id``s of the train split, the :func:`nested_subset` of ``seed`` (so
+  the draws of several counts are nested), from the split's metadata (no image is read);
+  None (the whole split) when the split is no larger. The evaluators' one way to
+  subsample by id (lbfgs, knn)."""
   ids = example_ids(dataset, builder, dataset.train_split)
   if count >= len(ids):
     return None
-  return ids[np.sort(np.random.default_rng(seed).choice(len(ids), count, replace=False))]
+  return nested_subset(ids, count, seed)
+
+
+def pretrain_ids(dataset: ml_collections.ConfigDict, builder) -> np.ndarray | None:
+  """``tfds_id``s of the ``dataset.subset_examples`` pretraining examples (the
+  :func:`nested_subset` of ``dataset.subset_seed`` over the train split without the
+  held-out examples), in subset order; None when the run pretrains on the whole split.
+  Raises ValueError when the split holds fewer examples than asked."""
+  if dataset.subset_examples <= 0:
+    return None
+  ids = example_ids(dataset, builder, dataset.train_split)
+  if dataset.subset_examples > len(ids):
+    raise ValueError(f'dataset.subset_examples={dataset.subset_examples} exceeds the '
+                     f'{len(ids)} examples of {dataset.name!r} split '
+                     f'{dataset.train_split!r} (without the held-out ones): ask for at most '
+                     f'{len(ids)}, or 0 for the whole split.')
+  return nested_subset(ids, dataset.subset_examples, dataset.subset_seed)
 
 
 def class_subset_ids(dataset: ml_collections.ConfigDict, builder, per_class: int,
@@ -411,14 +445,18 @@ def input_shards(dataset: ml_collections.ConfigDict, batch_size: int) -> range:
 def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh,
                   preprocess_fn: Callable[[dict, tf.Tensor], dict], *, batch_size: int,
                   seed: int, start_step: int = 0,
-                  keep_ids: np.ndarray | None = None) -> Iterator[dict]:
+                  keep_ids: np.ndarray | None = None,
+                  corrupt_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None
+                  ) -> Iterator[dict]:
   """Endless global training batches of ``batch_size`` (global) from ``start_step`` on,
   sharded over ``mesh``, the order drawn from ``seed``.
 
   ``preprocess_fn(features, example_seed)`` is the host-side preprocessing (a task's, or
   an evaluator's crops). ``keep_ids`` (``tfds_id``s, e.g. from
-  :func:`labelled_subset_ids`) restricts the train split to those examples; an epoch is
-  then one pass over the kept examples of a shard. The held-out examples
+  :func:`labelled_subset_ids` or :func:`pretrain_ids`) restricts the train split to those
+  examples; an epoch is then one pass over the kept examples of a shard. ``corrupt_fn(
+  image, example_seed)`` (ssl_jax/data/corruption.py) alters each decoded image before
+  ``preprocess_fn``. The held-out examples
   (``dataset.holdout_examples``) are never in the stream.
 
   Each process reads its shards (:func:`input_shards`) and its slice of the global batch
@@ -430,7 +468,8 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
   streams = [_shard_batches(dataset, builder, preprocess_fn, shard=shard,
                             num_shards=len(shards) * jax.process_count(),
                             batch=local_batch // len(shards), seed=seed,
-                            start_step=start_step, keep_ids=keep_ids)
+                            start_step=start_step, keep_ids=keep_ids,
+                            corrupt_fn=corrupt_fn)
              for shard in shards]
   ds = streams[0]
   if len(streams) > 1:
@@ -445,7 +484,9 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
 def _shard_batches(dataset: ml_collections.ConfigDict, builder,
                    preprocess_fn: Callable[[dict, tf.Tensor], dict], *, shard: int,
                    num_shards: int, batch: int, seed: int, start_step: int,
-                   keep_ids: np.ndarray | None) -> tf.data.Dataset:
+                   keep_ids: np.ndarray | None,
+                   corrupt_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None
+                   ) -> tf.data.Dataset:
   """Shard ``shard`` of ``num_shards`` of the training stream: its share of the split in
   batches of ``batch``, from ``start_step`` on.
 
@@ -480,10 +521,11 @@ def _shard_batches(dataset: ml_collections.ConfigDict, builder,
   image_key, label_key = dataset.image_key, dataset.label_key
 
   def prepare(position: tf.Tensor, example: dict) -> dict:
-    features = {'image': preprocess.decode(example[image_key])}
+    example_seed = tf.stack([tf.cast(seed, tf.int64), position])
+    image = preprocess.decode(example[image_key])
+    features = {'image': corrupt_fn(image, example_seed) if corrupt_fn else image}
     if label_key in example:
       features['label'] = tf.cast(example[label_key], tf.int32)
-    example_seed = tf.stack([tf.cast(seed, tf.int64), position])
     return preprocess_fn(features, example_seed)
 
   ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)

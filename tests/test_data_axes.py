@@ -1,0 +1,141 @@
+"""Cole et al.'s data axes: nested static subsets (pretraining and the evaluators'),
+corruptions of the pretraining images against PIL and their invariants, label maps,
+concatenated encoders."""
+
+import io
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from conftest import tiny_config
+from ssl_jax import step as step_lib
+from ssl_jax import train
+from ssl_jax.data import corruption
+from ssl_jax.data import input_pipeline
+
+
+@pytest.fixture(scope='module')
+def builder():
+  return input_pipeline.get_builder(tiny_config().dataset)
+
+
+def _dataset(**fields):
+  dataset = tiny_config().dataset.copy_and_resolve_references()
+  dataset.unlock()
+  dataset.update(fields)
+  return dataset
+
+
+# Subsets.
+
+def test_pretraining_subsets_are_static_and_nested(builder):
+  small = input_pipeline.pretrain_ids(_dataset(subset_examples=100), builder)
+  large = input_pipeline.pretrain_ids(_dataset(subset_examples=1000), builder)
+  assert len(small) == 100 and len(set(large.tolist())) == 1000
+  assert list(large[:100]) == list(small)  # Nested: a prefix of the larger subset.
+  again = input_pipeline.pretrain_ids(_dataset(subset_examples=100), builder)
+  assert list(again) == list(small)  # Static.
+  other = input_pipeline.pretrain_ids(_dataset(subset_examples=100, subset_seed=1), builder)
+  assert set(other.tolist()) != set(small.tolist())
+  assert input_pipeline.pretrain_ids(_dataset(), builder) is None
+  # The held-out examples are never pretrained on.
+  held = _dataset(subset_examples=1000, holdout_examples=500)
+  assert not set(input_pipeline.pretrain_ids(held, builder).tolist()) & set(
+      input_pipeline.holdout_ids(held, builder).tolist())
+
+
+def test_subset_larger_than_the_split_is_refused(builder):
+  num_train = builder.info.splits['train'].num_examples
+  with pytest.raises(ValueError, match=f'exceeds the {num_train - 10} examples'):
+    input_pipeline.pretrain_ids(_dataset(subset_examples=num_train, holdout_examples=10),
+                                builder)
+
+
+def test_evaluator_draws_are_nested(builder):
+  dataset = _dataset()
+  small = input_pipeline.random_subset_ids(dataset, builder, 200, seed=3)
+  large = input_pipeline.random_subset_ids(dataset, builder, 800, seed=3)
+  assert set(small.tolist()) <= set(large.tolist())
+  assert list(input_pipeline.random_subset_ids(dataset, builder, 200, seed=3)) == list(small)
+
+
+def test_run_on_a_subset_writes_its_ids_and_streams_only_them(builder, tmp_path):
+  config = tiny_config(total_steps=0, **{'dataset.subset_examples': 48})
+  assert train.train(config, str(tmp_path))
+  written = (tmp_path / 'train_ids.txt').read_text().split()
+  expected = input_pipeline.pretrain_ids(config.dataset, builder)
+  assert written == [i.decode() for i in expected]
+  # One epoch of the stream (3 batches of 16) holds exactly the subset's images.
+  stream = input_pipeline.train_batches(
+      config.dataset, builder, step_lib.make_mesh(), lambda f, seed: {'image': f['image']},
+      batch_size=16, seed=0, keep_ids=expected)
+  seen = sorted(bytes(im.tobytes()) for _ in range(3) for im in np.asarray(next(stream)['image']))
+  read = builder.as_dataset(split='train', shuffle_files=False,
+                            read_config=tfds.ReadConfig(
+                                add_tfds_id=True))
+  wanted = set(written)
+  subset = sorted(bytes(ex['image'].tobytes()) for ex in read.as_numpy_iterator()
+                  if ex['tfds_id'].decode() in wanted)
+  assert seen == subset
+
+
+# Corruptions.
+
+def _image(size=32, seed=0):
+  """A smooth gradient with some noise: JPEG and resampling behave as on photographs."""
+  yy, xx = np.mgrid[0:size, 0:size]
+  image = np.stack([yy * 8, xx * 8, (xx + yy) * 4], -1)
+  noise = np.random.default_rng(seed).integers(0, 20, image.shape)
+  return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def test_downsample_factor_one_is_the_identity_and_matches_pil():
+  image = _image()
+  np.testing.assert_array_equal(corruption.downsample(tf.constant(image), 1).numpy(), image)
+  for factor in (2, 4):
+    ours = corruption.downsample(tf.constant(image), factor).numpy().astype(int)
+    # PIL: box average of factor x factor blocks, then bilinear back to 32 x 32.
+    pil = Image.fromarray(image).reduce(factor).resize((32, 32), Image.BILINEAR)
+    assert np.abs(ours - np.asarray(pil, int)).max() <= 1  # PIL rounds between the steps.
+    assert ours.shape == image.shape and np.abs(ours - image).mean() > 2
+
+
+def test_jpeg_equals_pil_encode_decode():
+  image = _image()
+  for quality in (10, 75):
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, 'JPEG', quality=quality)
+    pil = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert('RGB'))
+    np.testing.assert_array_equal(corruption.jpeg(tf.constant(image), quality).numpy(), pil)
+
+
+def test_salt_pepper_changes_about_rate_of_pixels_to_black_or_white():
+  image = np.full((64, 64, 3), 128, np.uint8)
+  seed = tf.constant([3, 7], tf.int64)
+  noisy = corruption.salt_pepper(tf.constant(image), 0.1, seed).numpy()
+  changed = (noisy != image).any(-1)
+  assert abs(changed.mean() - 0.1) < 0.02  # 4,096 pixels: the std is 0.005.
+  assert set(np.unique(noisy[changed])) == {0, 255}
+  assert (noisy[changed] == noisy[changed][:, :1]).all()  # All channels together.
+  np.testing.assert_array_equal(
+      corruption.salt_pepper(tf.constant(image), 0.1, seed).numpy(), noisy)  # Seeded.
+  assert (corruption.salt_pepper(tf.constant(image), 0.0, seed).numpy() == image).all()
+
+
+def test_corruption_reaches_the_pretraining_stream_only(builder):
+  config = tiny_config(**{'corruption.name': 'salt_pepper', 'corruption.salt_pepper_rate': 0.5})
+  corrupt = corruption.corrupt_fn(config.corruption)
+  mesh = step_lib.make_mesh()
+  identity = lambda f, seed: {'image': f['image']}  # noqa: E731
+  clean = next(input_pipeline.train_batches(config.dataset, builder, mesh, identity,
+                                            batch_size=16, seed=0))['image']
+  noisy = next(input_pipeline.train_batches(config.dataset, builder, mesh, identity,
+                                            batch_size=16, seed=0, corrupt_fn=corrupt))['image']
+  clean, noisy = np.asarray(clean), np.asarray(noisy)
+  changed = (clean != noisy).any(-1)
+  assert 0.4 < changed.mean() < 0.6 and set(np.unique(noisy[changed])) <= {0, 255}
+  with pytest.raises(ValueError, match='corruption.name'):
+    corruption.corrupt_fn(tiny_config(**{'corruption.name': 'blur'}).corruption)
