@@ -67,6 +67,9 @@ def run_config(task: str) -> ConfigDict:
   c.image_summary_every = 1000  # 0 disables the image summary of augmented inputs.
   # Non-empty: do not train; evaluate the encoder of this workdir (configs/linear_eval.py).
   c.encoder_workdir = ''
+  # Non-empty: the evaluators see this workdir's encoder's features concatenated after
+  # those of the evaluated one (Cole et al. §4.2); lbfgs, linear, mlp and knn only.
+  c.concat_encoder_workdir = ''
   c.dataset = input_pipeline.config()
   c.input = preprocess.config()
   c.augment = augment.config()
@@ -126,6 +129,10 @@ def validate(config: ConfigDict) -> None:
                      'does not use multi-crop views; set --config.input.local_crops=0.')
   for name, section in config.evals.items():
     module = import_component('evaluate', section.type)
+    if config.concat_encoder_workdir and section.every > 0:
+      raise ValueError(f'evals.{name}.every={section.every}: concatenated encoders '
+                       '(concat_encoder_workdir) are evaluated after training only; set '
+                       'every=0.')
     if section.every < 0:
       raise ValueError(f'evals.{name}.every={section.every} must be >= 0 (0: only after '
                        'training).')

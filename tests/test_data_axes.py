@@ -4,6 +4,8 @@ concatenated encoders."""
 
 import io
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import pytest
@@ -11,10 +13,16 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from conftest import tiny_config
+from ssl_jax import main
 from ssl_jax import step as step_lib
 from ssl_jax import train
 from ssl_jax.data import corruption
 from ssl_jax.data import input_pipeline
+from ssl_jax.data import label_map
+from ssl_jax.evaluate import context
+from ssl_jax.evaluate import features as features_lib
+from ssl_jax.evaluate import knn
+from ssl_jax.evaluate import lbfgs
 
 
 @pytest.fixture(scope='module')
@@ -139,3 +147,86 @@ def test_corruption_reaches_the_pretraining_stream_only(builder):
   assert 0.4 < changed.mean() < 0.6 and set(np.unique(noisy[changed])) <= {0, 255}
   with pytest.raises(ValueError, match='corruption.name'):
     corruption.corrupt_fn(tiny_config(**{'corruption.name': 'blur'}).corruption)
+
+
+# Label granularity.
+
+def test_label_maps_from_names_features_and_taxonomy():
+  fine = ['oak', 'pine', 'robin']
+  np.testing.assert_array_equal(
+      label_map.from_pairs(fine, {'oak': 'plant', 'pine': 'plant', 'robin': 'bird'}), [1, 1, 0])
+  np.testing.assert_array_equal(label_map.from_pairs(fine, {'0': 2, '1': 2, '2': 0}), [2, 2, 0])
+  with pytest.raises(ValueError, match="add \\['robin'\\]"):
+    label_map.from_pairs(fine, {'oak': 'plant', 'pine': 'plant'})
+  np.testing.assert_array_equal(
+      label_map.from_feature(np.array([2, 0, 1, 2]), np.array([5, 3, 3, 5]), 3), [3, 3, 5])
+  with pytest.raises(ValueError, match='two coarse labels'):
+    label_map.from_feature(np.array([0, 0]), np.array([1, 2]), 1)
+  categories = [{'name': 'Quercus robur', 'kingdom': 'Plantae', 'genus': 'Quercus'},
+                {'name': 'Pinus sylvestris', 'kingdom': 'Plantae', 'genus': 'Pinus'},
+                {'name': 'Erithacus rubecula', 'kingdom': 'Animalia', 'genus': 'Erithacus'}]
+  names = ['quercus_robur', 'pinus_sylvestris', 'erithacus_rubecula']  # TFDS's class names.
+  np.testing.assert_array_equal(label_map.from_taxonomy(categories, names, 'kingdom'), [1, 1, 0])
+  np.testing.assert_array_equal(label_map.from_taxonomy(categories, names, 'genus'), [2, 1, 0])
+
+
+def _random_encoder(mesh, seed=0):
+  module = step_lib.build_encoder(tiny_config().model)
+  variables = module.init(jax.random.key(seed), jnp.zeros((1, 16, 16, 3)), train=False)
+  return context.Encoder(module, jax.device_put(variables, step_lib.replicated(mesh)))
+
+
+def test_evaluating_with_a_map_equals_evaluating_mapped_labels(builder, tmp_path):
+  config = tiny_config(evals=('lbfgs', 'knn'), **{
+      'dataset.test_split': 'test[:256]',
+      'evals.lbfgs.num_train_examples': 300, 'evals.lbfgs.label_map': 'cifar10_vehicle_animal',
+      'evals.knn.max_train_examples': 300, 'evals.knn.label_map': 'cifar10_five_groups',
+      'evals.knn.k': 10})
+  mesh = step_lib.make_mesh()
+  data = context.data_spec(config, builder, mesh)
+  encoder = _random_encoder(mesh)
+  coarse_lbfgs = lbfgs.run(config.evals.lbfgs, encoder, data, str(tmp_path))
+  coarse_knn = knn.run(config.evals.knn, encoder, data, str(tmp_path))
+  ids = input_pipeline.random_subset_ids(data.dataset, builder, 300, data.seed)
+  test = config.dataset.test_split
+  extracted = features_lib.extract(encoder, data, ('train', test), ('pre_logits',), 9000,
+                                   keep_ids={'train': ids})
+  (train_x, train_y), (test_x, test_y) = extracted['train'], extracted[test]
+  vehicles = [0, 1, 8, 9]  # airplane, automobile, ship, truck; 'animal' < 'vehicle'.
+  by_hand = lbfgs.evaluate_features(
+      train_x['pre_logits'], np.isin(train_y, vehicles).astype(int), test_x['pre_logits'],
+      np.isin(test_y, vehicles).astype(int), config.evals.lbfgs, 2, data.seed)
+  assert coarse_lbfgs['pre_logits/top1'] == pytest.approx(by_hand['top1'])
+  # air_or_water_vehicle 0, amphibian 1, bird 2, mammal 3, road_vehicle 4.
+  groups = np.array([0, 4, 2, 3, 3, 3, 1, 3, 0, 4])
+  by_hand = knn.evaluate_features(train_x['pre_logits'], groups[train_y], test_x['pre_logits'],
+                                  groups[test_y], 5, 10, config.evals.knn.temperature, mesh)
+  assert coarse_knn['pre_logits/top1'] == pytest.approx(by_hand['top1'])
+  assert coarse_knn['pre_logits/top5'] == 1.0  # Five classes: always among the top 5.
+
+
+# Concatenated encoders.
+
+def test_concatenated_encoders_features_and_evaluation(builder, tmp_path):
+  first, second = str(tmp_path / 'first'), str(tmp_path / 'second')
+  assert train.train(tiny_config(total_steps=0), first)
+  assert train.train(tiny_config(total_steps=0, seed=1), second)
+  config = tiny_config(evals=('lbfgs',), encoder_workdir=first, concat_encoder_workdir=second,
+                       **{'evals.lbfgs.num_train_examples': 200, 'dataset.test_split': 'test[:256]'})
+  results = main.run(config, str(tmp_path / 'eval'))
+  encoders = [context.from_workdir(w, config)[0] for w in (first, second)]
+  data = context.data_spec(config, builder, step_lib.make_mesh())
+  ids = input_pipeline.random_subset_ids(data.dataset, builder, 200, data.seed)
+  test = config.dataset.test_split
+  parts = [features_lib.extract(e, data, ('train', test), ('pre_logits',), 9000,
+                                keep_ids={'train': ids}) for e in encoders]
+  joined = {split: np.concatenate([p[split][0]['pre_logits'] for p in parts], axis=1)
+            for split in ('train', test)}
+  both = context.with_concatenated(encoders[0], second, data.mesh)
+  together = features_lib.extract(both, data, (test,), ('pre_logits',), 9000)
+  assert together[test][0]['pre_logits'].shape[1] == sum(
+      p[test][0]['pre_logits'].shape[1] for p in parts)
+  np.testing.assert_allclose(together[test][0]['pre_logits'], joined[test], rtol=1e-6)
+  by_hand = lbfgs.evaluate_features(joined['train'], parts[0]['train'][1], joined[test],
+                                    parts[0][test][1], config.evals.lbfgs, 10, data.seed)
+  assert results['lbfgs/pre_logits/top1'] == pytest.approx(by_hand['top1'])
