@@ -3,6 +3,7 @@ corruptions of the pretraining images against PIL and their invariants, label ma
 concatenated encoders."""
 
 import io
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,16 @@ from ssl_jax.evaluate import lbfgs
 @pytest.fixture(scope='module')
 def builder():
   return input_pipeline.get_builder(tiny_config().dataset)
+
+
+@pytest.fixture(scope='module')
+def workdirs(tmp_path_factory):
+  """Two saved random initialisations: seed 0 pretraining on a subset of 48 images, and
+  seed 1 on the whole split."""
+  first, second = (str(tmp_path_factory.mktemp(name)) for name in ('first', 'second'))
+  assert train.train(tiny_config(total_steps=0, **{'dataset.subset_examples': 48}), first)
+  assert train.train(tiny_config(total_steps=0, seed=1), second)
+  return first, second
 
 
 def _dataset(**fields):
@@ -70,10 +81,9 @@ def test_evaluator_draws_are_nested(builder):
   assert list(input_pipeline.random_subset_ids(dataset, builder, 200, seed=3)) == list(small)
 
 
-def test_run_on_a_subset_writes_its_ids_and_streams_only_them(builder, tmp_path):
+def test_run_on_a_subset_writes_its_ids_and_streams_only_them(builder, workdirs):
   config = tiny_config(total_steps=0, **{'dataset.subset_examples': 48})
-  assert train.train(config, str(tmp_path))
-  written = (tmp_path / 'train_ids.txt').read_text().split()
+  written = (pathlib.Path(workdirs[0]) / 'train_ids.txt').read_text().split()
   expected = input_pipeline.pretrain_ids(config.dataset, builder)
   assert written == [i.decode() for i in expected]
   # One epoch of the stream (3 batches of 16) holds exactly the subset's images.
@@ -207,13 +217,12 @@ def test_evaluating_with_a_map_equals_evaluating_mapped_labels(builder, tmp_path
 
 # Concatenated encoders.
 
-def test_concatenated_encoders_features_and_evaluation(builder, tmp_path):
-  first, second = str(tmp_path / 'first'), str(tmp_path / 'second')
-  assert train.train(tiny_config(total_steps=0), first)
-  assert train.train(tiny_config(total_steps=0, seed=1), second)
-  config = tiny_config(evals=('lbfgs',), encoder_workdir=first, concat_encoder_workdir=second,
-                       **{'evals.lbfgs.num_train_examples': 200, 'dataset.test_split': 'test[:256]'})
-  results = main.run(config, str(tmp_path / 'eval'))
+def test_concatenated_encoders_features_and_evaluation(builder, workdirs, tmp_path):
+  first, second = workdirs
+  config = tiny_config(evals=('knn',), encoder_workdir=first, concat_encoder_workdir=second,
+                       **{'evals.knn.max_train_examples': 200, 'evals.knn.k': 10,
+                          'dataset.test_split': 'test[:256]'})
+  results = main.run(config, str(tmp_path))
   encoders = [context.from_workdir(w, config)[0] for w in (first, second)]
   data = context.data_spec(config, builder, step_lib.make_mesh())
   ids = input_pipeline.random_subset_ids(data.dataset, builder, 200, data.seed)
@@ -227,6 +236,13 @@ def test_concatenated_encoders_features_and_evaluation(builder, tmp_path):
   assert together[test][0]['pre_logits'].shape[1] == sum(
       p[test][0]['pre_logits'].shape[1] for p in parts)
   np.testing.assert_allclose(together[test][0]['pre_logits'], joined[test], rtol=1e-6)
-  by_hand = lbfgs.evaluate_features(joined['train'], parts[0]['train'][1], joined[test],
-                                    parts[0][test][1], config.evals.lbfgs, 10, data.seed)
-  assert results['lbfgs/pre_logits/top1'] == pytest.approx(by_hand['top1'])
+  by_hand = knn.evaluate_features(joined['train'], parts[0]['train'][1], joined[test],
+                                  parts[0][test][1], 10, 10, config.evals.knn.temperature,
+                                  data.mesh)
+  alone = knn.evaluate_features(parts[0]['train'][0]['pre_logits'], parts[0]['train'][1],
+                                parts[0][test][0]['pre_logits'], parts[0][test][1], 10, 10,
+                                config.evals.knn.temperature, data.mesh)
+  assert results['knn/pre_logits/top1'] == pytest.approx(by_hand['top1'])
+  assert results['knn/pre_logits/top5'] != pytest.approx(alone['top5'])  # Not the first alone.
+  with pytest.raises(ValueError, match='fine-tuning'):
+    both.module
