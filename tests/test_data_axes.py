@@ -246,3 +246,24 @@ def test_concatenated_encoders_features_and_evaluation(builder, workdirs, tmp_pa
   assert results['knn/pre_logits/top5'] != pytest.approx(alone['top5'])  # Not the first alone.
   with pytest.raises(ValueError, match='fine-tuning'):
     both.module
+
+
+# Dataset configs.
+
+@pytest.mark.parametrize('name', ['simclr_resnet50', 'moco_v2_resnet50', 'byol_resnet50',
+                                  'supervised_v1_resnet50'])
+def test_contrastive_configs_take_inat21_and_places365_with_their_test_splits(name):
+  module = main._load_config  # The config file, loaded as --config loads it.
+  for dataset, test_split in (('i_naturalist2021', 'val'), ('places365_small', 'validation')):
+    config = module(f'configs/{name}.py:dataset={dataset}')
+    assert (config.dataset.name, config.dataset.test_split) == (dataset, test_split)
+
+
+def test_linear_eval_options_of_the_data_axes(workdirs):
+  first, second = workdirs
+  config = main._load_config(f'configs/linear_eval.py:workdir={first},protocol=lbfgs+knn,'
+                             f'label_map=cifar10_five_groups,concat={second},'
+                             'dataset=i_naturalist2021')
+  assert config.concat_encoder_workdir == second
+  assert config.evals.lbfgs.label_map == config.evals.knn.label_map == 'cifar10_five_groups'
+  assert config.dataset.test_split == 'val'  # Not the run's 'test'.
