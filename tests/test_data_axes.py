@@ -31,13 +31,40 @@ def builder():
   return input_pipeline.get_builder(tiny_config().dataset)
 
 
+class AxesMock(tfds.core.GeneratorBasedBuilder):
+  """A second tiny dataset to pool with the shipped one: 40 train images of 3 classes,
+  image i a constant (i + 1, 0, 0), so a streamed image names its example."""
+  name = 'axes_mock'
+  VERSION = tfds.core.Version('1.0.0')
+  pkg_dir_path = pathlib.Path(__file__).parent  # TFDS looks for metadata in a package.
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
+        'image': tfds.features.Image(shape=(32, 32, 3)),
+        'label': tfds.features.ClassLabel(num_classes=3)}))
+
+  def _split_generators(self, dl_manager):
+    return {'train': self._generate_examples()}
+
+  def _generate_examples(self):
+    for i in range(40):
+      image = np.zeros((32, 32, 3), np.uint8)
+      image[..., 0] = i + 1
+      yield i, {'image': image, 'label': i % 3}
+
+
+POOLED = {'dataset.mixture_names': ('cifar10_5k', 'axes_mock'),
+          'dataset.mixture_weights': (3.0, 1.0), 'dataset.subset_examples': 64}
+
+
 @pytest.fixture(scope='module')
 def workdirs(tmp_path_factory):
   """Two saved random initialisations: seed 0 pretraining on a subset of 48 images, and
-  seed 1 on the whole split."""
+  seed 1 on a pooled set of 64 (48 shipped, 16 mock)."""
+  tfds.builder('axes_mock').download_and_prepare()
   first, second = (str(tmp_path_factory.mktemp(name)) for name in ('first', 'second'))
   assert train.train(tiny_config(total_steps=0, **{'dataset.subset_examples': 48}), first)
-  assert train.train(tiny_config(total_steps=0, seed=1), second)
+  assert train.train(tiny_config(total_steps=0, seed=1, **POOLED), second)
   return first, second
 
 
@@ -98,6 +125,34 @@ def test_run_on_a_subset_writes_its_ids_and_streams_only_them(builder, workdirs)
   subset = sorted(bytes(ex['image'].tobytes()) for ex in read.as_numpy_iterator()
                   if ex['tfds_id'].decode() in wanted)
   assert seen == subset
+
+
+def test_pooled_set_has_exact_proportions_nested_parts_and_one_pass_per_epoch(workdirs):
+  assert input_pipeline.mixture_counts((3.0, 1.0), 64) == [48, 16]
+  assert input_pipeline.mixture_counts((1, 1, 1), 100) == [34, 33, 33]
+  config = tiny_config(**POOLED)
+  parts = input_pipeline.mixture_parts(config.dataset)
+  assert [len(p.keep_ids) for p in parts] == [48, 16]
+  assert [p.label_offset for p in parts] == [0, 10]
+  larger = tiny_config(**{**POOLED, 'dataset.subset_examples': 128})
+  for small, large in zip(parts, input_pipeline.mixture_parts(larger.dataset)):
+    assert set(small.keep_ids.tolist()) <= set(large.keep_ids.tolist())  # Nested.
+  written = (pathlib.Path(workdirs[1]) / 'train_ids.txt').read_text().split()
+  assert written == [f'{p.dataset.name}/{i.decode()}' for p in parts for i in p.keep_ids]
+  read = parts[1].builder.as_dataset(split='train', read_config=tfds.ReadConfig(
+      add_tfds_id=True))
+  mock_values = {ex['tfds_id']: ex['image'][0, 0, 0] for ex in read.as_numpy_iterator()}
+  stream = input_pipeline.train_batches(
+      config.dataset, None, step_lib.make_mesh(), lambda f, seed: f, batch_size=16, seed=0,
+      pooled=parts)
+  for epoch in range(2):  # Each epoch: every pooled image once, 16 of them mock.
+    batches = [next(stream) for _ in range(4)]
+    labels = np.concatenate([np.asarray(b['label']) for b in batches])
+    images = np.concatenate([np.asarray(b['image']) for b in batches])
+    mock = labels >= 10
+    assert mock.sum() == 16 and 0 < mock[:16].sum() < 16  # Mixed within batches.
+    assert sorted(images[mock][:, 0, 0, 0]) == sorted(mock_values[i] for i in parts[1].keep_ids)
+    assert len({bytes(i.tobytes()) for i in images[~mock]}) == 48
 
 
 # Corruptions.

@@ -25,7 +25,7 @@ import dataclasses
 import importlib
 import math
 import os
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import ml_collections
@@ -68,6 +68,12 @@ def config() -> ml_collections.ConfigDict:
   # smaller subset lies inside a larger one and a size always gives the same images.
   c.subset_examples = 0
   c.subset_seed = 0
+  # Pooled pretraining data (Cole et al. Table 2): non-empty, pretrain on subset_examples
+  # images drawn from these TFDS datasets in the proportions mixture_weights, each part
+  # the nested subset of subset_seed of its train split; labels are joined (each
+  # dataset's classes after the previous ones'). name stays the evaluation dataset.
+  c.mixture_names = ()
+  c.mixture_weights = ()
   c.cache = False  # Cache encoded examples in memory (small datasets).
   # Shards of the training stream, each a slice of every global batch; 0: one per process.
   # A fixed count (a multiple of the process count) keeps the stream when a run resumes
@@ -94,6 +100,18 @@ def validate(section: ml_collections.ConfigDict) -> None:
   if section.subset_examples < 0:
     raise ValueError(f'dataset.subset_examples={section.subset_examples} must be >= 0 (0: '
                      'the whole train split).')
+  if section.mixture_names:
+    if len(section.mixture_weights) != len(section.mixture_names) or min(
+        section.mixture_weights) <= 0:
+      raise ValueError(f'dataset.mixture_weights={tuple(section.mixture_weights)} needs one '
+                       f'positive weight per dataset of mixture_names='
+                       f'{tuple(section.mixture_names)}.')
+    if section.subset_examples <= 0:
+      raise ValueError('dataset.mixture_names needs the total size of the pooled set: set '
+                       'dataset.subset_examples > 0.')
+    if section.holdout_examples:
+      raise ValueError('dataset.mixture_names pools whole train splits: set '
+                       'dataset.holdout_examples=0.')
   if section.input_shards < 0:
     raise ValueError(f'dataset.input_shards={section.input_shards} must be >= 0 (0: one '
                      'per process).')
@@ -446,8 +464,8 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
                   preprocess_fn: Callable[[dict, tf.Tensor], dict], *, batch_size: int,
                   seed: int, start_step: int = 0,
                   keep_ids: np.ndarray | None = None,
-                  corrupt_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None
-                  ) -> Iterator[dict]:
+                  corrupt_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
+                  pooled: Sequence[Part] | None = None) -> Iterator[dict]:
   """Endless global training batches of ``batch_size`` (global) from ``start_step`` on,
   sharded over ``mesh``, the order drawn from ``seed``.
 
@@ -456,8 +474,10 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
   :func:`labelled_subset_ids` or :func:`pretrain_ids`) restricts the train split to those
   examples; an epoch is then one pass over the kept examples of a shard. ``corrupt_fn(
   image, example_seed)`` (ssl_jax/data/corruption.py) alters each decoded image before
-  ``preprocess_fn``. The held-out examples
-  (``dataset.holdout_examples``) are never in the stream.
+  ``preprocess_fn``. ``pooled`` (:func:`mixture_parts`) reads several datasets instead of
+  (``builder``, ``keep_ids``), each pooled example once an epoch; ``dataset`` then sets
+  only the shuffle buffer, the files read at once and the input shards. The held-out
+  examples (``dataset.holdout_examples``) are never in the stream.
 
   Each process reads its shards (:func:`input_shards`) and its slice of the global batch
   is theirs, in shard order: the global batch of a step is the same on any number of
@@ -465,11 +485,11 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
   """
   local_batch = per_process_batch(batch_size, mesh)
   shards = input_shards(dataset, batch_size)
-  streams = [_shard_batches(dataset, builder, preprocess_fn, shard=shard,
+  parts = pooled or [Part(dataset, builder, keep_ids)]
+  streams = [_shard_batches(dataset, parts, preprocess_fn, shard=shard,
                             num_shards=len(shards) * jax.process_count(),
                             batch=local_batch // len(shards), seed=seed,
-                            start_step=start_step, keep_ids=keep_ids,
-                            corrupt_fn=corrupt_fn)
+                            start_step=start_step, corrupt_fn=corrupt_fn)
              for shard in shards]
   ds = streams[0]
   if len(streams) > 1:
@@ -481,35 +501,114 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
     yield _to_global(batch, sharding)
 
 
-def _shard_batches(dataset: ml_collections.ConfigDict, builder,
+def mixture_counts(weights: Sequence[float], total: int) -> list[int]:
+  """Integer counts in the proportions ``weights`` summing to ``total`` exactly (largest
+  remainders)."""
+  exact = np.asarray(weights, float) / np.sum(weights) * total
+  counts = np.floor(exact).astype(int)
+  order = np.argsort(-(exact - counts), kind='stable')
+  counts[order[:total - counts.sum()]] += 1
+  return counts.tolist()
+
+
+def mixture_parts(dataset: ml_collections.ConfigDict) -> list[Part]:
+  """The :class:`Part` of each dataset of ``dataset.mixture_names``: its
+  :func:`mixture_counts` share of ``dataset.subset_examples``, the nested subset of
+  ``subset_seed`` of its train split (so a pooled set of n is inside one of 2n with the
+  same proportions), its labels after the previous datasets' classes."""
+  validate(dataset)
+  parts, offset = [], 0
+  counts = mixture_counts(dataset.mixture_weights, dataset.subset_examples)
+  if min(counts) == 0:
+    raise ValueError(f'dataset.mixture_weights={tuple(dataset.mixture_weights)} gives '
+                     f'{dict(zip(dataset.mixture_names, counts))} of subset_examples='
+                     f'{dataset.subset_examples}: raise the weight or the total.')
+  for name, count in zip(dataset.mixture_names, counts):
+    section = ml_collections.ConfigDict(dataset.to_dict())
+    section.name, section.mixture_names, section.mixture_weights = name, (), ()
+    section.subset_examples = count
+    builder = get_builder(section)
+    check_prepared(section, builder, section.train_split)
+    parts.append(Part(section, builder, pretrain_ids(section, builder), offset))
+    offset += builder.info.features[section.label_key].num_classes
+  return parts
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+  """One dataset of a pooled pretraining set (:func:`mixture_parts`): its section, builder,
+  the ``tfds_id``s it contributes and the offset of its labels in the joint label space."""
+  dataset: ml_collections.ConfigDict
+  builder: Any
+  keep_ids: np.ndarray | None
+  label_offset: int = 0
+
+
+def _part_records(part: Part, shard: int, num_shards: int, seed: int
+                  ) -> tuple[Callable[[tf.Tensor], tf.data.Dataset], int]:
+  """(epoch index -> undecoded examples of ``part`` in shard ``shard``, their count):
+  the files in an order drawn from (seed, epoch), or the cache in file order."""
+  dataset, builder = part.dataset, part.builder
+  selection = select(dataset, builder, dataset.train_split, keep_ids=part.keep_ids,
+                     process=(shard, num_shards))
+  if dataset.cache:
+    raw = _raw(builder, selection, dataset)
+    return (lambda index: raw), selection.num_examples
+  keep = _id_filter(selection)
+  return (lambda index: _files_in_order(
+      builder, selection, dataset, keep, tf.stack([tf.constant(seed, tf.int64), index]))
+          ), selection.num_examples
+
+
+def _pooled_records(parts: Sequence[Part], shard: int, num_shards: int, seed: int
+                    ) -> tuple[Callable[[tf.Tensor], tf.data.Dataset], int]:
+  """As :func:`_part_records` for several datasets: each epoch interleaves every part's
+  examples of the shard in an order drawn from (seed, epoch) (a shuffled sequence with
+  each part's exact count), each example reduced to its image and its label shifted by
+  the part's offset, so every epoch holds each pooled example once."""
+  readers, counts = zip(*(_part_records(p, shard, num_shards, seed) for p in parts))
+
+  def common(part: Part) -> Callable[[dict], dict]:
+    keys, offset = (part.dataset.image_key, part.dataset.label_key), part.label_offset
+    return lambda ex: {'image': ex[keys[0]], 'label': tf.cast(ex[keys[1]], tf.int64) + offset}
+
+  choices = tf.concat([tf.fill([n], tf.constant(i, tf.int64)) for i, n in enumerate(counts)], 0)
+
+  def records(index: tf.Tensor) -> tf.data.Dataset:
+    order = tf.random.experimental.stateless_shuffle(
+        choices, seed=tf.stack([tf.constant(seed, tf.int64), index + 104729]))
+    streams = [reader(index).map(common(part)) for reader, part in zip(readers, parts)]
+    return tf.data.Dataset.choose_from_datasets(
+        streams, tf.data.Dataset.from_tensor_slices(order), stop_on_empty_dataset=False)
+
+  return records, int(sum(counts))
+
+
+def _shard_batches(dataset: ml_collections.ConfigDict, parts: Sequence[Part],
                    preprocess_fn: Callable[[dict, tf.Tensor], dict], *, shard: int,
                    num_shards: int, batch: int, seed: int, start_step: int,
-                   keep_ids: np.ndarray | None,
                    corrupt_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None
                    ) -> tf.data.Dataset:
-  """Shard ``shard`` of ``num_shards`` of the training stream: its share of the split in
-  batches of ``batch``, from ``start_step`` on.
+  """Shard ``shard`` of ``num_shards`` of the training stream: its share of the split (of
+  the pooled ``parts`` when there are several) in batches of ``batch``, from
+  ``start_step`` on.
 
   Every epoch reads the files in a new order drawn from (seed, shard, epoch) (Revisiting
   datasets.py:87-90, MoCo's per-epoch permutation, SimCLR's shuffle_files), then shuffles
   records in a buffer; with ``dataset.cache`` the cached records are read in file order
   and only the buffer shuffles (small datasets, where the buffer spans the split).
   """
-  selection = select(dataset, builder, dataset.train_split, keep_ids=keep_ids,
-                     process=(shard, num_shards))
-  num_local = selection.num_examples
-  if num_local < batch:
-    raise ValueError(f'Split {selection.split!r} holds {num_local} examples in input shard '
-                     f'{shard} of {num_shards}, fewer than its part of a batch, {batch}.')
   seed = seed * 1_000_003 + shard
-  buffer = min(dataset.shuffle_buffer, num_local)
-  if dataset.cache:
-    raw = _raw(builder, selection, dataset)
-    records = lambda index: raw  # noqa: E731
+  if len(parts) == 1:
+    records, num_local = _part_records(parts[0], shard, num_shards, seed)
+    image_key, label_key = dataset.image_key, dataset.label_key
   else:
-    keep = _id_filter(selection)
-    records = lambda index: _files_in_order(  # noqa: E731
-        builder, selection, dataset, keep, tf.stack([tf.constant(seed, tf.int64), index]))
+    records, num_local = _pooled_records(parts, shard, num_shards, seed)
+    image_key, label_key = 'image', 'label'
+  if num_local < batch:
+    raise ValueError(f'The train split holds {num_local} examples in input shard {shard} '
+                     f'of {num_shards}, fewer than its part of a batch, {batch}.')
+  buffer = min(dataset.shuffle_buffer, num_local)
 
   def epoch(index: tf.Tensor) -> tf.data.Dataset:
     return records(index).shuffle(buffer, seed=seed + index * 7919,
@@ -518,7 +617,6 @@ def _shard_batches(dataset: ml_collections.ConfigDict, builder,
   first_example = start_step * batch
   ds = tf.data.Dataset.range(first_example // num_local, 2**40).flat_map(epoch)
   ds = ds.skip(first_example % num_local).enumerate(start=first_example)
-  image_key, label_key = dataset.image_key, dataset.label_key
 
   def prepare(position: tf.Tensor, example: dict) -> dict:
     example_seed = tf.stack([tf.cast(seed, tf.int64), position])
