@@ -24,6 +24,7 @@ from ssl_jax.evaluate import context
 from ssl_jax.evaluate import features as features_lib
 from ssl_jax.evaluate import knn
 from ssl_jax.evaluate import lbfgs
+from ssl_jax.evaluate import linear
 
 
 @pytest.fixture(scope='module')
@@ -268,6 +269,20 @@ def test_evaluating_with_a_map_equals_evaluating_mapped_labels(builder, tmp_path
                                   groups[test_y], 5, 10, config.evals.knn.temperature, mesh)
   assert coarse_knn['pre_logits/top1'] == pytest.approx(by_hand['top1'])
   assert coarse_knn['pre_logits/top5'] == 1.0  # Five classes: always among the top 5.
+
+
+def test_linear_probe_scores_the_mapped_labels(builder, tmp_path):
+  """A zero head before any step predicts class 0 everywhere: with the vehicle/animal map
+  its accuracy is the share of animals ('animal' < 'vehicle'), not of airplanes."""
+  config = tiny_config(evals=('linear',), **{
+      'evals.linear.label_map': 'cifar10_vehicle_animal', 'evals.linear.total_steps': 0,
+      'evals.linear.head_init': 'zeros', 'evals.linear.layers': ('pre_logits',),
+      'dataset.test_split': 'test[:128]'})
+  mesh = step_lib.make_mesh()
+  data = context.data_spec(config, builder, mesh)
+  results = linear.run(config.evals.linear, _random_encoder(mesh), data, str(tmp_path))
+  labels = [ex['label'] for ex in builder.as_dataset(split='test[:128]').as_numpy_iterator()]
+  assert results['pre_logits/top1'] == pytest.approx(np.mean(~np.isin(labels, [0, 1, 8, 9])))
 
 
 # Concatenated encoders.
