@@ -15,6 +15,11 @@ true for a run on the shipped cifar10_5k). linear and mlp train on random crops 
 image resized to the scale of the run's test crop; the contrastive presets on random
 resized crops. Every other protocol becomes an evaluator instance of its name.
 
+Cole et al.'s axes: label_map (a map to coarser labels for every lbfgs, linear, mlp and
+knn instance, ssl_jax/data/label_map.py, e.g. label_map=cifar10_vehicle_animal or
+feature:coarse_label) and concat (the workdir of a second trained encoder whose features
+are concatenated after the first's, §4.2).
+
 Expected, Revisiting Table 2 (SGD linear, ~500 epochs at batch 2048): Rotation RevNet50
 k=16 55.4, Exemplar ResNet50 v1 k=12 46.0, Rel. Patch Loc. ResNet50 v1 k=8 51.4, Jigsaw
 ResNet50 v1 k=8 44.6 top-1 on ImageNet validation; with the 70-epoch default schedule a
@@ -33,7 +38,7 @@ def get_config(arg: str | None = None):
   """The trained run's config with the evaluator instances of ``protocol``; see the
   docstring."""
   args = config_lib.parse_arg(arg, workdir='', protocol='linear', layers='', dataset='',
-                              epochs=0.0, runlocal='auto')
+                              epochs=0.0, runlocal='auto', label_map='', concat='')
   if not args.workdir:
     raise ValueError('configs/linear_eval.py needs workdir=PATH, the workdir of a trained '
                      'run (it reads PATH/config.json).')
@@ -44,6 +49,7 @@ def get_config(arg: str | None = None):
   runlocal = (config.dataset.name == 'cifar10_5k' if args.runlocal == 'auto'
               else args.runlocal == 'true')
   config.encoder_workdir = args.workdir
+  config.concat_encoder_workdir = args.concat
   config.evals = config_lib.ConfigDict()
   for protocol in args.protocol.split('+'):
     if protocol in linear.PRESETS:
@@ -52,6 +58,8 @@ def get_config(arg: str | None = None):
       name, section = protocol, config_lib.evaluator(protocol)
     if args.layers and 'layers' in section:
       section.layers = tuple(args.layers.split('+'))
+    if args.label_map and 'label_map' in section:
+      section.label_map = args.label_map
     if args.layers and 'layer' in section:
       section.layer = args.layers.split('+')[-1]
     if section.type in ('linear', 'mlp'):
@@ -63,4 +71,6 @@ def get_config(arg: str | None = None):
     config.evals[name] = section
   if args.dataset:
     config.dataset.name = args.dataset
+    # The run's test split may not exist in another dataset (iNat21's is 'val').
+    config.dataset.test_split = common.TEST_SPLITS.get(args.dataset.split(':')[0], 'test')
   return config_lib.lock(config)

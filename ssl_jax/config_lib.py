@@ -48,6 +48,7 @@ def run_config(task: str) -> ConfigDict:
   from ssl_jax import models
   from ssl_jax import writers
   from ssl_jax.data import augment
+  from ssl_jax.data import corruption
   from ssl_jax.data import input_pipeline
   from ssl_jax.data import preprocess
   c = ConfigDict()
@@ -67,9 +68,13 @@ def run_config(task: str) -> ConfigDict:
   c.image_summary_every = 1000  # 0 disables the image summary of augmented inputs.
   # Non-empty: do not train; evaluate the encoder of this workdir (configs/linear_eval.py).
   c.encoder_workdir = ''
+  # Non-empty: the evaluators see this workdir's encoder's features concatenated after
+  # those of the evaluated one (Cole et al. §4.2); lbfgs, linear, mlp and knn only.
+  c.concat_encoder_workdir = ''
   c.dataset = input_pipeline.config()
   c.input = preprocess.config()
   c.augment = augment.config()
+  c.corruption = corruption.config()  # Of the pretraining images only.
   c.model = models.config()
   c.optimizer = optim.config()
   c.writers = writers.config()  # Optional writers beside TensorBoard (W&B).
@@ -108,6 +113,7 @@ def validate(config: ConfigDict) -> None:
   from ssl_jax import models
   from ssl_jax import writers
   from ssl_jax.data import augment
+  from ssl_jax.data import corruption
   from ssl_jax.data import preprocess
   if config.batch_size <= 0 or config.eval_batch_size <= 0:
     raise ValueError('batch_size and eval_batch_size must be positive.')
@@ -117,6 +123,7 @@ def validate(config: ConfigDict) -> None:
   models.validate(config.model)
   optim.validate(config.optimizer)
   augment.validate(config.augment)
+  corruption.validate(config.corruption)
   preprocess.validate(config.input)
   writers.validate(config.writers)
   if hasattr(task, 'validate'):
@@ -126,6 +133,10 @@ def validate(config: ConfigDict) -> None:
                      'does not use multi-crop views; set --config.input.local_crops=0.')
   for name, section in config.evals.items():
     module = import_component('evaluate', section.type)
+    if config.concat_encoder_workdir and section.every > 0:
+      raise ValueError(f'evals.{name}.every={section.every}: concatenated encoders '
+                       '(concat_encoder_workdir) are evaluated after training only; set '
+                       'every=0.')
     if section.every < 0:
       raise ValueError(f'evals.{name}.every={section.every} must be >= 0 (0: only after '
                        'training).')

@@ -77,6 +77,8 @@ def run(config, workdir: str) -> dict[str, float] | None:
     return None
   step = checkpoint.latest_step(source)
   encoder, data = context_lib.from_workdir(source, config)
+  if config.concat_encoder_workdir:  # Cole et al. §4.2: two encoders' features side by side.
+    encoder = context_lib.with_concatenated(encoder, config.concat_encoder_workdir, data.mesh)
   results = {}
   for name, section in config.evals.items():
     evaluated = context_lib.run_evaluator(name, section, encoder, data,

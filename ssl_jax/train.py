@@ -23,6 +23,7 @@ from ssl_jax import files
 from ssl_jax import loop
 from ssl_jax import optim
 from ssl_jax import step as step_lib
+from ssl_jax.data import corruption
 from ssl_jax.data import input_pipeline
 from ssl_jax.evaluate import context as context_lib
 
@@ -86,6 +87,16 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, start: int) ->
                     start, key, saved.get(key), new.get(key), workdir)
 
 
+def write_train_ids(ids, workdir: str) -> None:
+  """Writes ``WORKDIR/train_ids.txt`` (process 0): the ``tfds_id`` of every pretraining
+  example, one per line, in the subset's order (the file of a smaller nested subset is a
+  prefix of a larger one's)."""
+  if jax.process_index() > 0:
+    return
+  files.write_text(files.Path(workdir) / 'train_ids.txt',
+                   ''.join(i.decode() + '\n' for i in ids))
+
+
 def _periodic_evaluations(config: ml_collections.ConfigDict, builder,
                           mesh: jax.sharding.Mesh, workdir: str,
                           total_steps: int) -> loop.Hook | None:
@@ -127,17 +138,30 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   builder = input_pipeline.get_builder(config.dataset)
   info = input_pipeline.dataset_info(config.dataset, builder)
   input_pipeline.per_process_batch(config.batch_size, mesh)  # Fails early if uneven.
+  pooled = (input_pipeline.mixture_parts(config.dataset) if config.dataset.mixture_names
+            else None)
+  keep_ids = None if pooled else input_pipeline.pretrain_ids(config.dataset, builder)
+  num_examples = (config.dataset.subset_examples if pooled else
+                  info.num_train_examples if keep_ids is None else len(keep_ids))
   tx, schedule, total = optim.for_run(
-      config.optimizer, batch_size=config.batch_size, num_examples=info.num_train_examples,
+      config.optimizer, batch_size=config.batch_size, num_examples=num_examples,
       steps=config.total_steps, epochs=config.total_epochs)
   start = checkpoint.latest_step(workdir) or 0
   check_resume(config, workdir, start)
-  model = step_lib.build_model(config, task, info.num_classes, mesh)
+  # A pooled set's labels are the datasets' classes one after the other.
+  num_classes = (sum(p.builder.info.features[p.dataset.label_key].num_classes for p in pooled)
+                 if pooled else info.num_classes)
+  model = step_lib.build_model(config, task, num_classes, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
   save_config(config, workdir, start)
+  if pooled:  # Ids name examples within a dataset: each line is dataset/tfds_id.
+    write_train_ids([f'{p.dataset.name}/{i.decode()}'.encode() for p in pooled
+                     for i in p.keep_ids], workdir)
+  elif keep_ids is not None:
+    write_train_ids(keep_ids, workdir)
   logging.info('Task %s, %s, %d steps, batch %d over %d devices, %d training images.',
                config.task, config.model.name, total, config.batch_size, mesh.size,
-               info.num_train_examples)
+               num_examples)
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
   summary_fn = step_lib.make_summary_fn(config, task, mesh)
   evaluations = _periodic_evaluations(config, builder, mesh, workdir, total)
@@ -146,7 +170,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   def batches_from(start: int):
     return input_pipeline.train_batches(
         config.dataset, builder, mesh, lambda f, seed: task.preprocess(f, seed, sections),
-        batch_size=config.batch_size, seed=config.seed, start_step=start)
+        batch_size=config.batch_size, seed=config.seed, start_step=start,
+        keep_ids=keep_ids, corrupt_fn=corruption.corrupt_fn(config.corruption),
+        pooled=pooled)
 
   first_step: list[int] = []  # The first step of this (possibly resumed) run.
 

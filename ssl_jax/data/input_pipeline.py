@@ -25,7 +25,7 @@ import dataclasses
 import importlib
 import math
 import os
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import ml_collections
@@ -63,6 +63,17 @@ def config() -> ml_collections.ConfigDict:
   # other file, and TFDS's ImageNet files are already in a shuffled order).
   c.holdout_draw = 'seeded'
   c.holdout_seed = 0
+  # > 0: pretrain on this many train examples only (Cole et al.: 50k ... 1M), the first
+  # subset_examples of one permutation of the split's ids drawn from subset_seed, so a
+  # smaller subset lies inside a larger one and a size always gives the same images.
+  c.subset_examples = 0
+  c.subset_seed = 0
+  # Pooled pretraining data (Cole et al. Table 2): non-empty, pretrain on subset_examples
+  # images drawn from these TFDS datasets in the proportions mixture_weights, each part
+  # the nested subset of subset_seed of its train split; labels are joined (each
+  # dataset's classes after the previous ones'). name stays the evaluation dataset.
+  c.mixture_names = ()
+  c.mixture_weights = ()
   c.cache = False  # Cache encoded examples in memory (small datasets).
   # Shards of the training stream, each a slice of every global batch; 0: one per process.
   # A fixed count (a multiple of the process count) keeps the stream when a run resumes
@@ -86,6 +97,21 @@ def validate(section: ml_collections.ConfigDict) -> None:
                      f'{HOLDOUT_DRAWS}.')
   if section.interleave_files < 1:
     raise ValueError(f'dataset.interleave_files={section.interleave_files} must be >= 1.')
+  if section.subset_examples < 0:
+    raise ValueError(f'dataset.subset_examples={section.subset_examples} must be >= 0 (0: '
+                     'the whole train split).')
+  if section.mixture_names:
+    if len(section.mixture_weights) != len(section.mixture_names) or min(
+        section.mixture_weights) <= 0:
+      raise ValueError(f'dataset.mixture_weights={tuple(section.mixture_weights)} needs one '
+                       f'positive weight per dataset of mixture_names='
+                       f'{tuple(section.mixture_names)}.')
+    if section.subset_examples <= 0:
+      raise ValueError('dataset.mixture_names needs the total size of the pooled set: set '
+                       'dataset.subset_examples > 0.')
+    if section.holdout_examples:
+      raise ValueError('dataset.mixture_names pools whole train splits: set '
+                       'dataset.holdout_examples=0.')
   if section.input_shards < 0:
     raise ValueError(f'dataset.input_shards={section.input_shards} must be >= 0 (0: one '
                      'per process).')
@@ -368,15 +394,41 @@ def labelled_subset_ids(dataset: ml_collections.ConfigDict, builder, labels_per_
   return ids[np.sort(np.concatenate(kept))] if kept else ids[:0]
 
 
+def nested_subset(ids: np.ndarray, count: int, seed: int) -> np.ndarray:
+  """The first ``count`` of ``ids`` in the order of one permutation of the sorted ids drawn
+  from ``seed``, in that order: static (a function of the id set, ``count`` and ``seed``,
+  whatever order the ids come in) and nested (the subset of n is a prefix of that of any
+  larger count). Cole et al.'s fixed pretraining subsets of 50k ... 1M images."""
+  ordered = np.sort(np.asarray(ids, object))
+  return ordered[np.random.default_rng(seed).permutation(len(ordered))[:count]]
+
+
 def random_subset_ids(dataset: ml_collections.ConfigDict, builder, count: int,
                       seed: int) -> np.ndarray | None:
-  """``count`` ``tfds_id``s of the train split drawn without replacement from ``seed``, in
-  file order, from the split's metadata (no image is read); None (the whole split) when
-  the split is no larger. The evaluators' one way to subsample by id (lbfgs, knn)."""
+  """``count`` ``tfds_id``s of the train split, the :func:`nested_subset` of ``seed`` (so
+  the draws of several counts are nested), from the split's metadata (no image is read);
+  None (the whole split) when the split is no larger. The evaluators' one way to
+  subsample by id (lbfgs, knn)."""
   ids = example_ids(dataset, builder, dataset.train_split)
   if count >= len(ids):
     return None
-  return ids[np.sort(np.random.default_rng(seed).choice(len(ids), count, replace=False))]
+  return nested_subset(ids, count, seed)
+
+
+def pretrain_ids(dataset: ml_collections.ConfigDict, builder) -> np.ndarray | None:
+  """``tfds_id``s of the ``dataset.subset_examples`` pretraining examples (the
+  :func:`nested_subset` of ``dataset.subset_seed`` over the train split without the
+  held-out examples), in subset order; None when the run pretrains on the whole split.
+  Raises ValueError when the split holds fewer examples than asked."""
+  if dataset.subset_examples <= 0:
+    return None
+  ids = example_ids(dataset, builder, dataset.train_split)
+  if dataset.subset_examples > len(ids):
+    raise ValueError(f'dataset.subset_examples={dataset.subset_examples} exceeds the '
+                     f'{len(ids)} examples of {dataset.name!r} split '
+                     f'{dataset.train_split!r} (without the held-out ones): ask for at most '
+                     f'{len(ids)}, or 0 for the whole split.')
+  return nested_subset(ids, dataset.subset_examples, dataset.subset_seed)
 
 
 def class_subset_ids(dataset: ml_collections.ConfigDict, builder, per_class: int,
@@ -411,15 +463,21 @@ def input_shards(dataset: ml_collections.ConfigDict, batch_size: int) -> range:
 def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh,
                   preprocess_fn: Callable[[dict, tf.Tensor], dict], *, batch_size: int,
                   seed: int, start_step: int = 0,
-                  keep_ids: np.ndarray | None = None) -> Iterator[dict]:
+                  keep_ids: np.ndarray | None = None,
+                  corrupt_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
+                  pooled: Sequence[Part] | None = None) -> Iterator[dict]:
   """Endless global training batches of ``batch_size`` (global) from ``start_step`` on,
   sharded over ``mesh``, the order drawn from ``seed``.
 
   ``preprocess_fn(features, example_seed)`` is the host-side preprocessing (a task's, or
   an evaluator's crops). ``keep_ids`` (``tfds_id``s, e.g. from
-  :func:`labelled_subset_ids`) restricts the train split to those examples; an epoch is
-  then one pass over the kept examples of a shard. The held-out examples
-  (``dataset.holdout_examples``) are never in the stream.
+  :func:`labelled_subset_ids` or :func:`pretrain_ids`) restricts the train split to those
+  examples; an epoch is then one pass over the kept examples of a shard. ``corrupt_fn(
+  image, example_seed)`` (ssl_jax/data/corruption.py) alters each decoded image before
+  ``preprocess_fn``. ``pooled`` (:func:`mixture_parts`) reads several datasets instead of
+  (``builder``, ``keep_ids``), each pooled example once an epoch; ``dataset`` then sets
+  only the shuffle buffer, the files read at once and the input shards. The held-out
+  examples (``dataset.holdout_examples``) are never in the stream.
 
   Each process reads its shards (:func:`input_shards`) and its slice of the global batch
   is theirs, in shard order: the global batch of a step is the same on any number of
@@ -427,10 +485,11 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
   """
   local_batch = per_process_batch(batch_size, mesh)
   shards = input_shards(dataset, batch_size)
-  streams = [_shard_batches(dataset, builder, preprocess_fn, shard=shard,
+  parts = pooled or [Part(dataset, builder, keep_ids)]
+  streams = [_shard_batches(dataset, parts, preprocess_fn, shard=shard,
                             num_shards=len(shards) * jax.process_count(),
                             batch=local_batch // len(shards), seed=seed,
-                            start_step=start_step, keep_ids=keep_ids)
+                            start_step=start_step, corrupt_fn=corrupt_fn)
              for shard in shards]
   ds = streams[0]
   if len(streams) > 1:
@@ -442,33 +501,114 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
     yield _to_global(batch, sharding)
 
 
-def _shard_batches(dataset: ml_collections.ConfigDict, builder,
+def mixture_counts(weights: Sequence[float], total: int) -> list[int]:
+  """Integer counts in the proportions ``weights`` summing to ``total`` exactly (largest
+  remainders)."""
+  exact = np.asarray(weights, float) / np.sum(weights) * total
+  counts = np.floor(exact).astype(int)
+  order = np.argsort(-(exact - counts), kind='stable')
+  counts[order[:total - counts.sum()]] += 1
+  return counts.tolist()
+
+
+def mixture_parts(dataset: ml_collections.ConfigDict) -> list[Part]:
+  """The :class:`Part` of each dataset of ``dataset.mixture_names``: its
+  :func:`mixture_counts` share of ``dataset.subset_examples``, the nested subset of
+  ``subset_seed`` of its train split (so a pooled set of n is inside one of 2n with the
+  same proportions), its labels after the previous datasets' classes."""
+  validate(dataset)
+  parts, offset = [], 0
+  counts = mixture_counts(dataset.mixture_weights, dataset.subset_examples)
+  if min(counts) == 0:
+    raise ValueError(f'dataset.mixture_weights={tuple(dataset.mixture_weights)} gives '
+                     f'{dict(zip(dataset.mixture_names, counts))} of subset_examples='
+                     f'{dataset.subset_examples}: raise the weight or the total.')
+  for name, count in zip(dataset.mixture_names, counts):
+    section = ml_collections.ConfigDict(dataset.to_dict())
+    section.name, section.mixture_names, section.mixture_weights = name, (), ()
+    section.subset_examples = count
+    builder = get_builder(section)
+    check_prepared(section, builder, section.train_split)
+    parts.append(Part(section, builder, pretrain_ids(section, builder), offset))
+    offset += builder.info.features[section.label_key].num_classes
+  return parts
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+  """One dataset of a pooled pretraining set (:func:`mixture_parts`): its section, builder,
+  the ``tfds_id``s it contributes and the offset of its labels in the joint label space."""
+  dataset: ml_collections.ConfigDict
+  builder: Any
+  keep_ids: np.ndarray | None
+  label_offset: int = 0
+
+
+def _part_records(part: Part, shard: int, num_shards: int, seed: int
+                  ) -> tuple[Callable[[tf.Tensor], tf.data.Dataset], int]:
+  """(epoch index -> undecoded examples of ``part`` in shard ``shard``, their count):
+  the files in an order drawn from (seed, epoch), or the cache in file order."""
+  dataset, builder = part.dataset, part.builder
+  selection = select(dataset, builder, dataset.train_split, keep_ids=part.keep_ids,
+                     process=(shard, num_shards))
+  if dataset.cache:
+    raw = _raw(builder, selection, dataset)
+    return (lambda index: raw), selection.num_examples
+  keep = _id_filter(selection)
+  return (lambda index: _files_in_order(
+      builder, selection, dataset, keep, tf.stack([tf.constant(seed, tf.int64), index]))
+          ), selection.num_examples
+
+
+def _pooled_records(parts: Sequence[Part], shard: int, num_shards: int, seed: int
+                    ) -> tuple[Callable[[tf.Tensor], tf.data.Dataset], int]:
+  """As :func:`_part_records` for several datasets: each epoch interleaves every part's
+  examples of the shard in an order drawn from (seed, epoch) (a shuffled sequence with
+  each part's exact count), each example reduced to its image and its label shifted by
+  the part's offset, so every epoch holds each pooled example once."""
+  readers, counts = zip(*(_part_records(p, shard, num_shards, seed) for p in parts))
+
+  def common(part: Part) -> Callable[[dict], dict]:
+    keys, offset = (part.dataset.image_key, part.dataset.label_key), part.label_offset
+    return lambda ex: {'image': ex[keys[0]], 'label': tf.cast(ex[keys[1]], tf.int64) + offset}
+
+  choices = tf.concat([tf.fill([n], tf.constant(i, tf.int64)) for i, n in enumerate(counts)], 0)
+
+  def records(index: tf.Tensor) -> tf.data.Dataset:
+    order = tf.random.experimental.stateless_shuffle(
+        choices, seed=tf.stack([tf.constant(seed, tf.int64), index + 104729]))
+    streams = [reader(index).map(common(part)) for reader, part in zip(readers, parts)]
+    return tf.data.Dataset.choose_from_datasets(
+        streams, tf.data.Dataset.from_tensor_slices(order), stop_on_empty_dataset=False)
+
+  return records, int(sum(counts))
+
+
+def _shard_batches(dataset: ml_collections.ConfigDict, parts: Sequence[Part],
                    preprocess_fn: Callable[[dict, tf.Tensor], dict], *, shard: int,
                    num_shards: int, batch: int, seed: int, start_step: int,
-                   keep_ids: np.ndarray | None) -> tf.data.Dataset:
-  """Shard ``shard`` of ``num_shards`` of the training stream: its share of the split in
-  batches of ``batch``, from ``start_step`` on.
+                   corrupt_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None
+                   ) -> tf.data.Dataset:
+  """Shard ``shard`` of ``num_shards`` of the training stream: its share of the split (of
+  the pooled ``parts`` when there are several) in batches of ``batch``, from
+  ``start_step`` on.
 
   Every epoch reads the files in a new order drawn from (seed, shard, epoch) (Revisiting
   datasets.py:87-90, MoCo's per-epoch permutation, SimCLR's shuffle_files), then shuffles
   records in a buffer; with ``dataset.cache`` the cached records are read in file order
   and only the buffer shuffles (small datasets, where the buffer spans the split).
   """
-  selection = select(dataset, builder, dataset.train_split, keep_ids=keep_ids,
-                     process=(shard, num_shards))
-  num_local = selection.num_examples
-  if num_local < batch:
-    raise ValueError(f'Split {selection.split!r} holds {num_local} examples in input shard '
-                     f'{shard} of {num_shards}, fewer than its part of a batch, {batch}.')
   seed = seed * 1_000_003 + shard
-  buffer = min(dataset.shuffle_buffer, num_local)
-  if dataset.cache:
-    raw = _raw(builder, selection, dataset)
-    records = lambda index: raw  # noqa: E731
+  if len(parts) == 1:
+    records, num_local = _part_records(parts[0], shard, num_shards, seed)
+    image_key, label_key = dataset.image_key, dataset.label_key
   else:
-    keep = _id_filter(selection)
-    records = lambda index: _files_in_order(  # noqa: E731
-        builder, selection, dataset, keep, tf.stack([tf.constant(seed, tf.int64), index]))
+    records, num_local = _pooled_records(parts, shard, num_shards, seed)
+    image_key, label_key = 'image', 'label'
+  if num_local < batch:
+    raise ValueError(f'The train split holds {num_local} examples in input shard {shard} '
+                     f'of {num_shards}, fewer than its part of a batch, {batch}.')
+  buffer = min(dataset.shuffle_buffer, num_local)
 
   def epoch(index: tf.Tensor) -> tf.data.Dataset:
     return records(index).shuffle(buffer, seed=seed + index * 7919,
@@ -477,13 +617,13 @@ def _shard_batches(dataset: ml_collections.ConfigDict, builder,
   first_example = start_step * batch
   ds = tf.data.Dataset.range(first_example // num_local, 2**40).flat_map(epoch)
   ds = ds.skip(first_example % num_local).enumerate(start=first_example)
-  image_key, label_key = dataset.image_key, dataset.label_key
 
   def prepare(position: tf.Tensor, example: dict) -> dict:
-    features = {'image': preprocess.decode(example[image_key])}
+    example_seed = tf.stack([tf.cast(seed, tf.int64), position])
+    image = preprocess.decode(example[image_key])
+    features = {'image': corrupt_fn(image, example_seed) if corrupt_fn else image}
     if label_key in example:
       features['label'] = tf.cast(example[label_key], tf.int32)
-    example_seed = tf.stack([tf.cast(seed, tf.int64), position])
     return preprocess_fn(features, example_seed)
 
   ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)

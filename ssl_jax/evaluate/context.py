@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 from absl import logging
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax import config_lib
@@ -78,6 +79,56 @@ class Encoder:
       self._cache[key] = jax.jit(encoder_lib.representation(
           inp, data.normalize, self.module, layers, max_features))
     return self._cache[key]
+
+
+class ConcatEncoder(Encoder):
+  """Two frozen encoders side by side (Cole et al. 2022, §4.2 and Table 3): at every layer
+  the features are the first encoder's, then the second's, concatenated (each max-pooled
+  to ``max_features`` on its own). Each encoder sees the run's evaluation crop in its own
+  network input range (``second_normalize``: the second run's augment.normalize). Only
+  the evaluators on features (lbfgs, linear, mlp, knn) can use it; fine-tuning and the
+  pretext evaluator need one network."""
+
+  def __init__(self, first: Encoder, second: Encoder, second_normalize: str):
+    # No Encoder.__init__: there is no one module.
+    self.variables = (first.variables, second.variables)
+    self.head, self.head_variables = None, None
+    self.first, self.second, self.second_normalize = first, second, second_normalize
+    self._cache = {}
+
+  @property
+  def module(self) -> nn.Module:
+    """Read only by the evaluators that train the network itself: refused."""
+    raise ValueError('concat_encoder_workdir concatenates features for the lbfgs, linear, '
+                     'mlp and knn evaluators; fine-tuning and the pretext evaluator need '
+                     'one encoder: drop them or concat_encoder_workdir.')
+
+  def features_fn(self, data: DataSpec, layers: Sequence[str] | None,
+                  max_features: int | None) -> Callable:
+    """The jitted ``((first variables, second variables), uint8 images) -> {layer:
+    [first features, second features]}``."""
+    key = (tuple(layers or ()), max_features, data.input.to_json(), data.normalize)
+    if key in self._cache:
+      return self._cache[key]
+    first = self.first.features_fn(data, layers, max_features)
+    second = self.second.features_fn(
+        dataclasses.replace(data, normalize=self.second_normalize), layers, max_features)
+
+    def both(variables: tuple[dict, dict], images: jax.Array) -> dict:
+      a, b = first(variables[0], images), second(variables[1], images)
+      return {name: jnp.concatenate([a[name], b[name]], axis=-1) for name in a}
+
+    self._cache[key] = jax.jit(both)
+    return self._cache[key]
+
+
+def with_concatenated(encoder: Encoder, workdir: str, mesh: jax.sharding.Mesh) -> ConcatEncoder:
+  """``encoder`` beside the encoder of the newest checkpoint in ``workdir``."""
+  from ssl_jax import step as step_lib
+  restored = encoder_lib.restore(workdir)
+  variables = jax.device_put(restored.variables, step_lib.replicated(mesh))
+  return ConcatEncoder(encoder, Encoder(restored.encoder, variables),
+                       restored.config.augment.normalize)
 
 
 def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,

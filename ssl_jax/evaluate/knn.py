@@ -181,6 +181,8 @@ def config() -> ml_collections.ConfigDict:
   # same at every call), e.g. 100,000 of ImageNet's 1.28M for a monitor that extracts
   # a twelfth of the split; 0: the whole train split (Wu et al.'s protocol).
   c.max_train_examples = 0
+  # '': the dataset's labels; else a map to coarser ones (ssl_jax/data/label_map.py).
+  c.label_map = ''
   return c
 
 
@@ -198,14 +200,18 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
         data: context_lib.DataSpec, workdir: str) -> dict[str, float]:
   """kNN accuracy on ``section.layer``: features of the train split (of its
   :func:`bank_ids` subsample) as memory bank, the test split scored; ``{layer}/top1``
-  (and ``top5``)."""
+  (and ``top5``); with ``section.label_map``, on the coarse labels."""
+  from ssl_jax.data import label_map  # TensorFlow only where the host pipeline runs.
   del workdir  # Nothing to checkpoint: the features are extracted in one pass.
   splits = (data.dataset.train_split, data.dataset.test_split)
   extracted = features_lib.extract(encoder, data, splits, (section.layer,),
                                    section.max_features,
                                    keep_ids={splits[0]: bank_ids(section, data)})
   (train_feats, train_y), (test_feats, test_y) = (extracted[splits[0]], extracted[splits[1]])
+  table = label_map.load(section.label_map, data.dataset, data.builder)
+  train_y, num_classes = label_map.mapped(table, train_y, data.num_classes)
+  test_y, _ = label_map.mapped(table, test_y, data.num_classes)
   scores = evaluate_features(train_feats[section.layer], train_y, test_feats[section.layer],
-                             test_y, data.num_classes, section.k, section.temperature,
+                             test_y, num_classes, section.k, section.temperature,
                              data.mesh)
   return {f'{section.layer}/{metric}': value for metric, value in scores.items()}

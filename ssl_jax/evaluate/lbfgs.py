@@ -131,6 +131,8 @@ def config() -> ml_collections.ConfigDict:
   c.examples_per_class = 0
   c.label_fraction = 1.0  # < 1: this fraction of each class (Fig. 7: 0.1 and 0.05).
   c.test_split = ''  # '': the dataset's test_split; 'holdout': Table 1's own 50k split.
+  # '': the dataset's labels; else a map to coarser ones (ssl_jax/data/label_map.py).
+  c.label_map = ''
   c.standardize = True  # Zero mean, unit variance features (train statistics).
   c.max_iter = 1000
   c.tol = 1e-5  # On the largest absolute gradient entry.
@@ -187,7 +189,8 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
         data: context_lib.DataSpec, workdir: str) -> dict[str, float]:
   """Evaluates ``section.layers``: features of the fit examples of the train split
   (:func:`fit_ids`) and of the test split (``section.test_split``, default the dataset's);
-  ``{layer}/top1`` and the chosen l2."""
+  ``{layer}/top1`` and the chosen l2; with ``section.label_map``, on the coarse labels."""
+  from ssl_jax.data import label_map  # TensorFlow only where the host pipeline runs.
   del workdir  # Nothing to checkpoint: the features are extracted in one pass.
   layers = tuple(section.layers)
   train_split = data.dataset.train_split
@@ -196,7 +199,9 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
                                    section.max_features,
                                    keep_ids={train_split: fit_ids(section, data)})
   (train_feats, train_y), (test_feats, test_y) = extracted[train_split], extracted[test_split]
-  num_classes = data.num_classes
+  table = label_map.load(section.label_map, data.dataset, data.builder)
+  train_y, num_classes = label_map.mapped(table, train_y, data.num_classes)
+  test_y, _ = label_map.mapped(table, test_y, data.num_classes)
   results = {}
   for layer in layers:
     scores = evaluate_features(train_feats[layer], train_y, test_feats[layer], test_y,

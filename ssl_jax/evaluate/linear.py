@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from ssl_jax import config_lib
@@ -108,6 +109,8 @@ def config() -> ml_collections.ConfigDict:
   # subset of each class (input_pipeline.labelled_subset_ids: nested, deterministic).
   c.examples_per_class = 0
   c.label_fraction = 1.0
+  # '': the dataset's labels; else a map to coarser ones (ssl_jax/data/label_map.py).
+  c.label_map = ''
   c.log_every = 100
   c.checkpoint_every = 1000
   c.optimizer = optim.config()
@@ -275,17 +278,20 @@ def make_train_step(probe: Probe, represent, variables: dict, tx, seed: int):
 
 
 def test_accuracy(probe: Probe, represent, variables: dict, probe_variables: dict,
-                  data: context_lib.DataSpec, layers: Sequence[str]) -> dict[str, float]:
+                  data: context_lib.DataSpec, layers: Sequence[str],
+                  table: np.ndarray | None = None) -> dict[str, float]:
   """``{layer}/top1`` and ``{layer}/top5`` of the probes (``probe_variables``: params and
-  batch_stats) on the central crops of the test split."""
+  batch_stats) on the central crops of the test split, its labels mapped by ``table``
+  (ssl_jax/data/label_map.py) when given."""
   from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
 
   @jax.jit
   def eval_step(probe_variables, batch):
     logits = probe.apply(probe_variables, represent(variables, batch['image']), train=False)
     mask = batch['mask'].astype(jnp.float32)
-    return {k: (topk_correct(v, batch['label'], mask, 1),
-                topk_correct(v, batch['label'], mask, min(5, v.shape[-1])))
+    labels = batch['label'] if table is None else jnp.asarray(table)[batch['label']]
+    return {k: (topk_correct(v, labels, mask, 1),
+                topk_correct(v, labels, mask, min(5, v.shape[-1])))
             for k, v in logits.items()}
 
   correct = {k: [0.0, 0.0] for k in layers}
@@ -306,6 +312,8 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
   """Trains probes on ``section.layers`` of the frozen encoder (checkpoints in
   ``workdir``); top-1 and top-5 per layer on the test split, None if SIGTERM stopped it."""
   from ssl_jax.data import input_pipeline  # TensorFlow only where the host pipeline runs.
+  from ssl_jax.data import label_map
+  import tensorflow as tf
 
   mesh, replicated = data.mesh, step_lib.replicated(data.mesh)
   layers: Sequence[str] = tuple(section.layers)
@@ -318,7 +326,9 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
   tx, _, total = optim.for_run(
       section.optimizer, batch_size=section.batch_size, num_examples=num_examples,
       steps=section.total_steps, epochs=section.total_epochs)
-  probe = Probe(data.num_classes, section.hidden, section.dropout, section.head_init,
+  table = label_map.load(section.label_map, data.dataset, data.builder)
+  num_classes = data.num_classes if table is None else int(table.max()) + 1
+  probe = Probe(num_classes, section.hidden, section.dropout, section.head_init,
                 section.standardize_features)
   size = data.input.image_size
 
@@ -335,7 +345,10 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
   crop_image = train_crop(section, data.input)
 
   def crop(features: dict, seed) -> dict:
-    return {'image': crop_image(features['image'], seed), 'label': features['label']}
+    label = features['label']
+    if table is not None:  # The probe learns the coarse labels.
+      label = tf.gather(tf.constant(table), label)
+    return {'image': crop_image(features['image'], seed), 'label': label}
 
   def batches_from(start: int):
     return input_pipeline.train_batches(data.dataset, data.builder, mesh, crop,
@@ -352,7 +365,7 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
   probe_variables = {'params': state.params}
   if state.batch_stats:
     probe_variables['batch_stats'] = state.batch_stats
-  results = test_accuracy(probe, represent, variables, probe_variables, data, layers)
+  results = test_accuracy(probe, represent, variables, probe_variables, data, layers, table)
   for layer in layers:
     logging.info('probe %s: top-1 %.4f, top-5 %.4f', layer, results[f'{layer}/top1'],
                  results[f'{layer}/top5'])
