@@ -17,13 +17,11 @@ from typing import Callable, Sequence
 
 from absl import app
 from absl import flags
-import matplotlib
+# Figures without pyplot: no display and no global backend (savefig draws with Agg), so
+# importing this module in a notebook leaves its inline plots alone.
+from matplotlib import figure as figure_lib
 
-matplotlib.use('Agg')  # Before pyplot: files only, no display (CI, a TPU VM, Colab alike).
-from matplotlib import figure as figure_lib  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ssl_jax import files  # noqa: E402
+from ssl_jax import files
 
 OUTPUT = flags.DEFINE_string('output', '.', 'Folder for the PNG files (local or gs://).')
 
@@ -70,7 +68,8 @@ def draw(panel: tuple[str, str, Callable[[str], bool]],
   if not lines:
     return None
   several_keys = len({key for _, key in lines}) > 1
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig = figure_lib.Figure(figsize=(6, 4))
+  ax = fig.subplots()
   for name, key in lines:
     steps, values = series(runs[name], key)
     ax.plot(steps, values, marker='.' if len(steps) < 20 else None,
@@ -98,7 +97,6 @@ def plot(workdirs: Sequence[str], output: str) -> dict[str, str]:
     path = files.Path(output) / f'{panel[0]}.png'
     with path.open('wb') as f:  # Through the path layer, so gs:// works too.
       fig.savefig(f, format='png', dpi=100)
-    plt.close(fig)
     written[panel[0]] = str(path)
   return written
 
