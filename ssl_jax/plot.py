@@ -67,21 +67,39 @@ def draw(panel: tuple[str, str, Callable[[str], bool]],
            for key in sorted({k for row in rows for k in row if matches(k)})]
   if not lines:
     return None
-  several_keys = len({key for _, key in lines}) > 1
   fig = figure_lib.Figure(figsize=(6, 4))
   ax = fig.subplots()
-  for name, key in lines:
-    steps, values = series(runs[name], key)
-    ax.plot(steps, values, marker='.' if len(steps) < 20 else None,
-            label=f'{name}: {key}' if several_keys else name)
-  ax.set_xlabel('step')
+  drawn = {(name, key): series(runs[name], key) for name, key in lines}
+  if all(len(steps) == 1 for steps, _ in drawn.values()):
+    _bars(ax, drawn)  # Final evaluations only: one value per run and metric.
+  else:
+    several_keys = len({key for _, key in lines}) > 1
+    for (name, key), (steps, values) in drawn.items():
+      ax.plot(steps, values, marker='.' if len(steps) < 20 else None,
+              label=f'{name}: {key}' if several_keys else name)
+    ax.set_xlabel('step')
+    values = [v for _, vs in drawn.values() for v in vs]
+    if panel[0] == 'loss' and min(values) > 0:
+      ax.set_yscale('log')  # Losses fall over decades early on (not SimSiam's, negative).
   ax.set_ylabel(ylabel)
-  if panel[0] == 'loss':
-    ax.set_yscale('log')  # Losses fall over decades early in training.
   ax.grid(alpha=0.3)
   ax.legend(fontsize='small')
   fig.tight_layout()
   return fig
+
+
+def _bars(ax, drawn: dict[tuple[str, str], tuple[list[int], list[float]]]) -> None:
+  """Grouped bars on ``ax``: a group per metric, a bar per run (the value at its one
+  step)."""
+  names = list(dict.fromkeys(name for name, _ in drawn))
+  keys = sorted({key for _, key in drawn})
+  width = 0.8 / len(names)
+  for i, name in enumerate(names):
+    at = [j for j, key in enumerate(keys) if (name, key) in drawn]
+    ax.bar([j + (i - (len(names) - 1) / 2) * width for j in at],
+           [drawn[name, keys[j]][1][0] for j in at], width, label=name)
+  ax.set_xticks(range(len(keys)), [k.removesuffix('/top1') for k in keys], rotation=20,
+                ha='right', fontsize='small')
 
 
 def plot(workdirs: Sequence[str], output: str) -> dict[str, str]:
@@ -113,7 +131,7 @@ def results_table(workdirs: Sequence[str]) -> str:
   results = [read_results(w) for w in workdirs]
   keys = sorted({k for r in results for k in r}, key=lambda k: (k != 'step', k))
   cell = lambda r, k: '' if k not in r else (  # noqa: E731
-      str(int(r[k])) if k == 'step' else f'{r[k]:.4f}')
+      str(int(r[k])) if float(r[k]).is_integer() and abs(r[k]) >= 1 else f'{r[k]:.4f}')
   rows = ['| metric | ' + ' | '.join(names) + ' |',
           '|---|' + '---|' * len(names)]
   rows += [f'| {k} | ' + ' | '.join(cell(r, k) for r in results) + ' |' for k in keys]

@@ -42,10 +42,15 @@ def test_lines_are_the_metrics_of_each_run(tmp_path):
   np.testing.assert_allclose(knn.lines[1].get_ydata(), [0.1])
   lr = plot.draw(panels['learning_rate'], runs).axes[0]
   np.testing.assert_allclose(lr.lines[1].get_ydata(), [0.1, 0.2])
+  # Final evaluations only (one step per run): grouped bars, one per run and metric.
   evaluation = plot.draw(panels['evaluation'], runs).axes[0]
-  assert [(list(l.get_xdata()), list(l.get_ydata())) for l in evaluation.lines] == [
-      ([4], [0.4]), ([2], [0.25])]
+  np.testing.assert_allclose([bar.get_height() for bar in evaluation.patches], [0.4, 0.25])
+  assert [t.get_text() for t in evaluation.get_xticklabels()] == ['lbfgs/pre_logits']
   assert plot.draw(panels['knn'], {'c': [{'step': 1, 'loss': 1.0}]}) is None
+  # Log scale for positive losses only (SimSiam's negative cosine stays linear).
+  assert loss.get_yscale() == 'log'
+  simsiam = [{'step': 1, 'loss': -0.1}, {'step': 2, 'loss': -0.5}]
+  assert plot.draw(panels['loss'], {'s': simsiam}).axes[0].get_yscale() == 'linear'
 
 
 def test_command_writes_pngs_and_prints_table(tmp_path):
