@@ -132,3 +132,13 @@ def test_bad_folders_are_refused_naming_the_fix(tmp_path, layout, message):
 def test_missing_folder_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match='no such folder'):
     image_folder.builder(f'folder:{tmp_path}/nowhere')
+
+
+def test_unwritable_conversion_folder_is_a_clear_error(tmp_path):
+  """Where PATH/.tfds cannot be made (here a file is in the way; a read-only folder
+  fails the same way), the error names it and the fix."""
+  folder = tmp_path / 'images'
+  _write_images(folder, per_class=2)
+  (folder / '.tfds').write_text('in the way')
+  with pytest.raises(ValueError, match=r'Cannot write .*\.tfds .* writable'):
+    image_folder.builder(f'folder:{folder}')

@@ -165,6 +165,13 @@ def prepare(root: files.Path) -> files.Path:
   done = prepared_dir(root)
   if done is not None:
     return done
+  scan(root)  # A bad layout is reported as such, before anything is written.
+  try:
+    (root / PREPARED).mkdir(exist_ok=True)
+  except OSError as e:
+    raise ValueError(f'Cannot write the converted dataset into {root / PREPARED} '
+                     f'({e.strerror or e}): make {root} writable, or copy the images to a '
+                     'writable folder.') from None
   unique = uuid.uuid4().hex
   convert(root, root / PREPARED / unique)
   # The TFDS dataset lies in <data_dir>/<name>/<version>.
