@@ -244,7 +244,8 @@ def augmented_views(name: str, num_images: int) -> np.ndarray:
       view_config.dataset, builder, mesh, lambda f, seed: task.preprocess(f, seed, sections),
       batch_size=view_config.batch_size, seed=view_config.seed))
   summary_fn = step_lib.make_summary_fn(view_config, task, mesh, num_images)
-  return np.asarray(summary_fn(batch, jax.numpy.asarray(0)))
+  # Rescaled to [0, 1] by the summary; clipped for imshow against rounding (-1e-8).
+  return np.clip(np.asarray(summary_fn(batch, jax.numpy.asarray(0))), 0.0, 1.0)
 
 
 fig, axes = plt.subplots(len(VIEW_CONFIGS), VIEW_IMAGES, squeeze=False,
