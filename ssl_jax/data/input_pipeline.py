@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from ssl_jax.data import image_folder
 from ssl_jax.data import preprocess
 
 # Datasets that ship with ssl_jax: importing the module registers the TFDS builder.
@@ -135,6 +136,8 @@ class DatasetInfo:
 def get_builder(dataset: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The TFDS builder of ``dataset.name``; prepares shipped datasets offline."""
   name = dataset.name
+  if image_folder.is_folder(name):  # Your own images, converted once to TFDS.
+    return image_folder.builder(name)
   if name.split(':')[0] in SHIPPED:
     importlib.import_module(SHIPPED[name.split(':')[0]])
   builder = tfds.builder(name, data_dir=dataset.data_dir or None)
@@ -168,13 +171,15 @@ def dataset_info(dataset: ml_collections.ConfigDict,
   train split counts the rest)."""
   validate(dataset)
   check_prepared(dataset, builder)
-  label = builder.info.features[dataset.label_key]
+  features = builder.info.features  # No label (a flat image folder): 0 classes.
+  num_classes = (features[dataset.label_key].num_classes
+                 if dataset.label_key in features else 0)
   num_train = builder.info.splits[dataset.train_split].num_examples
   if dataset.holdout_examples >= num_train:
     raise ValueError(f'dataset.holdout_examples={dataset.holdout_examples} leaves nothing '
                      f'of the {num_train} examples of {dataset.train_split!r}: hold out fewer.')
   return DatasetInfo(
-      num_classes=label.num_classes,
+      num_classes=num_classes,
       num_train_examples=num_train - dataset.holdout_examples,
       num_test_examples=split_size(dataset, builder, dataset.test_split))
 
@@ -341,12 +346,24 @@ def _files_in_order(builder, selection: Selection, dataset: ml_collections.Confi
   return ds.map(lambda tfds_id, record: features.deserialize_example(record, decoders=decoders))
 
 
+def check_labelled(dataset: ml_collections.ConfigDict, builder) -> None:
+  """Raises ValueError, saying what to do, when the dataset has no ``dataset.label_key``
+  (a flat folder of images: pretraining only)."""
+  if dataset.label_key not in builder.info.features:
+    raise ValueError(
+        f'Dataset {dataset.name!r} has no labels ({dataset.label_key!r}; a flat folder of '
+        'images) and an evaluator needs them. A finished pretraining is saved in the '
+        'workdir: evaluate it on a labelled dataset with --config=configs/linear_eval.py:'
+        'workdir=WORKDIR,dataset=NAME, or put the images in class subfolders.')
+
+
 def split_ids_and_labels(dataset: ml_collections.ConfigDict, builder,
                          split: str) -> tuple[np.ndarray, np.ndarray]:
   """(``tfds_id`` bytes [N], labels int64 [N]) of every example of ``split`` (as
   :func:`select` reads it on one process: the train split without the held-out examples)
   in file order: one pass that parses only the label (images are neither parsed nor
   decoded), so it streams through ImageNet-sized splits."""
+  check_labelled(dataset, builder)
   label_key = dataset.label_key
   selection = select(dataset, builder, split, process=(0, 1))
   ds = builder.as_dataset(
@@ -638,6 +655,7 @@ def eval_batches(dataset: ml_collections.ConfigDict, inp: ml_collections.ConfigD
   decoded) once: the central crop of the ``input`` section ``inp``, uint8 ``image``,
   ``label`` and ``mask`` (0 on padding). Returns (iterator, number of batches); every
   process yields the same number of batches."""
+  check_labelled(dataset, builder)
   local_batch = per_process_batch(batch_size, mesh)
   count = jax.process_count()  # Each process pads to the largest share.
   selections = [select(dataset, builder, split, keep_ids=keep_ids, process=(i, count))
