@@ -146,7 +146,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   def batches_from(start: int):
     return input_pipeline.train_batches(
         config.dataset, builder, mesh, lambda f, seed: task.preprocess(f, seed, sections),
-        batch_size=config.batch_size, seed=config.seed, start_step=start)
+        batch_size=config.batch_size, seed=config.seed, start_step=start,
+        encoded_images=True)
 
   first_step: list[int] = []  # The first step of this (possibly resumed) run.
 

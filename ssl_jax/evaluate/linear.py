@@ -340,7 +340,8 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
   def batches_from(start: int):
     return input_pipeline.train_batches(data.dataset, data.builder, mesh, crop,
                                         batch_size=section.batch_size, seed=data.seed,
-                                        start_step=start, keep_ids=keep_ids)
+                                        start_step=start, keep_ids=keep_ids,
+                                        encoded_images=True)
 
   state, finished = loop.run(
       state, make_train_step(probe, represent, variables, tx, data.seed), batches_from,

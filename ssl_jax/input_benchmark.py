@@ -1,0 +1,154 @@
+"""How fast the host input pipeline feeds each task, against what a chip consumes.
+
+``python -m ssl_jax.benchmark --input_only`` runs :func:`run`: each config's task
+preprocessing through the real training stream (``input_pipeline.train_batches``: file
+reads, shuffle, the task's ``preprocess``, batching, the transfer onto the devices) on
+ImageNet-sized JPEGs made from the shipped images (``ssl_jax/data/jpeg_images.py``), and
+prints images/s in all and per host core beside the device's images/s from the step
+benchmark. The goal: one chip's share of its host's cores delivers at least
+:data:`GOAL` times what the chip consumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Sequence
+
+import jax
+import ml_collections
+
+from ssl_jax import step as step_lib
+from ssl_jax.data import input_pipeline
+
+GOAL = 1.5  # Host pipeline / device rate, per chip.
+
+# Host CPU threads (vCPUs) per accelerator chip: a chip's share of its host.
+#   tpu_v4: v4 TPU VM, 240 vCPUs / 4 chips.
+#   tpu_v5e: ct5lp-hightpu-8t, 224 vCPUs / 8 chips (cloud.google.com/tpu/docs/v5e).
+#   tpu_v5p: v5p TPU VM, 208 vCPUs / 4 chips (cloud.google.com/tpu/docs/v5p).
+#   dgx_h100: 2 x Xeon Platinum 8480C, 112 cores, 224 threads / 8 GPUs (DGX H100/H200).
+HOST_CORES_PER_CHIP = {'tpu_v4': 240 / 4, 'tpu_v5e': 224 / 8, 'tpu_v5p': 208 / 4,
+                       'dgx_h100': 224 / 8}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One config's host throughput, and the device's when known."""
+  name: str  # The config, as given.
+  task: str
+  images: int  # Timed images.
+  seconds: float
+  host_cores: int  # Cores the pipeline ran on.
+  device_images_per_s: float | None = None  # One chip's, from the step benchmark.
+
+  @property
+  def images_per_s(self) -> float:
+    return self.images / self.seconds
+
+  @property
+  def per_core(self) -> float:
+    return self.images_per_s / self.host_cores
+
+  def cores_needed(self) -> float | None:
+    """Host cores one chip needs for GOAL x its rate (None: device rate unknown)."""
+    if not self.device_images_per_s:
+      return None
+    return GOAL * self.device_images_per_s / self.per_core
+
+  def ratio(self, cores_per_chip: float) -> float | None:
+    """Pipeline on a chip's share of ``cores_per_chip`` cores / the chip's rate."""
+    if not self.device_images_per_s:
+      return None
+    return self.per_core * cores_per_chip / self.device_images_per_s
+
+
+def time_stream(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh, *,
+                batches: int, warmup: int, encoded_images: bool = True) -> tuple[int, float]:
+  """(images, seconds) of ``batches`` global batches of ``config``'s training stream with
+  its task's preprocessing, after ``warmup`` batches (which fill the shuffle buffer and
+  trace the tf.data functions). ``encoded_images=False`` decodes every image whole
+  before the task's crops (the pipeline before decode-and-crop)."""
+  task = step_lib.import_task(config)
+  sections = step_lib.task_sections(config)
+  stream = input_pipeline.train_batches(
+      config.dataset, builder, mesh, lambda f, seed: task.preprocess(f, seed, sections),
+      batch_size=config.batch_size, seed=config.seed, encoded_images=encoded_images)
+  try:
+    for _ in range(warmup):
+      jax.block_until_ready(next(stream))
+    start = time.perf_counter()
+    for _ in range(batches):
+      jax.block_until_ready(next(stream))
+    return batches * config.batch_size, time.perf_counter() - start
+  finally:
+    stream.close()
+
+
+def benchmark_config(config: ml_collections.ConfigDict, *, batch: int, threads: int,
+                     shuffle_buffer: int) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with the benchmark's batch, tf.data threads and shuffle
+  buffer, reading the whole train split (no held-out part) from the files (no cache)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.batch_size = batch
+  config.dataset.train_split = 'train'
+  config.dataset.holdout_examples = 0
+  config.dataset.threads = threads
+  config.dataset.shuffle_buffer = shuffle_buffer
+  config.dataset.cache = False
+  return config
+
+
+def run(configs: dict[str, ml_collections.ConfigDict], builder, *, batches: int,
+        warmup: int, device_images_per_s: dict[str, float],
+        encoded_images: bool = True) -> list[Row]:
+  """A :class:`Row` per config (named by its key) on ``builder``'s train split; a device
+  rate is looked up by the config's name, then by its task."""
+  mesh = step_lib.make_mesh()
+  rows = []
+  for name, config in configs.items():
+    images, seconds = time_stream(config, builder, mesh, batches=batches, warmup=warmup,
+                                  encoded_images=encoded_images)
+    cores = config.dataset.threads or input_pipeline.host_cores()
+    rate = device_images_per_s.get(name, device_images_per_s.get(config.task))
+    rows.append(Row(name, config.task, images, seconds, cores, rate))
+  return rows
+
+
+def parse_rates(text: str) -> dict[str, float]:
+  """'rotation=5328,simclr_resnet50=2900' -> {name: images/s}."""
+  rates = {}
+  for item in filter(None, (part.strip() for part in text.split(','))):
+    name, _, value = item.partition('=')
+    try:
+      rate = float(value)
+    except ValueError:
+      rate = 0.0
+    if not name.strip() or rate <= 0:
+      raise ValueError(f'--device_images_per_s item {item!r}: write NAME=IMAGES_PER_S with a '
+                       'positive rate, NAME a config (rotation_resnet50) or a task (rotation).')
+    rates[name.strip()] = rate
+  return rates
+
+
+def format_table(rows: Sequence[Row], host: str, cores_per_chip: float,
+                 before: Sequence[Row] = ()) -> str:
+  """The markdown table of ``rows``; ``before`` (same configs, decoding whole images)
+  adds a column."""
+  head = ['config', 'task', 'host images/s', 'per host core']
+  if before:
+    head.append('per core, decode whole')
+  head += ['device images/s', 'cores needed per chip', f'ratio on {host} ({cores_per_chip:g} '
+           f'cores/chip; goal >= {GOAL:g})']
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  earlier = {row.name: row for row in before}
+  for row in rows:
+    cells = [row.name, row.task, f'{row.images_per_s:.1f}', f'{row.per_core:.1f}']
+    if before:
+      cells.append(f'{earlier[row.name].per_core:.1f}' if row.name in earlier else '')
+    needed, ratio = row.cores_needed(), row.ratio(cores_per_chip)
+    cells += [f'{row.device_images_per_s:.0f}' if row.device_images_per_s else 'not given',
+              f'{needed:.1f}' if needed else '',
+              f'{ratio:.2f}' + ('' if ratio >= GOAL else ' (below)') if ratio else '']
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
