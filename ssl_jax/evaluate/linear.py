@@ -146,9 +146,9 @@ def train_crop(section: ml_collections.ConfigDict,
   """The probe's ``(image, seed) -> uint8 image`` training crop (of a decoded or an
   encoded image, ``preprocess.decode``) of ``inp.image_size``: Revisiting's resize_small
   then random crop, no flip (rotation_or_exemplar.sh:31-33), or the contrastive papers'
-  random resized crop of
-  ``section.crop_area`` at aspect 3/4-4/3 with a flip (preprocess.train_crop on a copy of
-  the run's ``input`` section, so the run's resize method carries over)."""
+  random resized crop of ``section.crop_area`` at aspect 3/4-4/3 with a flip
+  (preprocess.train_crop on a copy of the run's ``input`` section, so the run's resize
+  method carries over)."""
   from ssl_jax.data import preprocess  # TensorFlow only where the host pipeline runs.
   if section.crop == 'resize_small':
     return lambda image, seed: preprocess.resize_small_random_crop(
