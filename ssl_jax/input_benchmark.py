@@ -38,9 +38,10 @@ class Row:
   name: str  # The config, as given.
   task: str
   images: int  # Timed images.
-  seconds: float
+  seconds: float  # The fastest of the repeats.
   host_cores: int  # Cores the pipeline ran on.
   device_images_per_s: float | None = None  # One chip's, from the step benchmark.
+  seconds_decode_whole: float | None = None  # Decoding whole images first, if timed.
 
   @property
   def images_per_s(self) -> float:
@@ -49,6 +50,11 @@ class Row:
   @property
   def per_core(self) -> float:
     return self.images_per_s / self.host_cores
+
+  def per_core_decode_whole(self) -> float | None:
+    if self.seconds_decode_whole is None:
+      return None
+    return self.images / self.seconds_decode_whole / self.host_cores
 
   def cores_needed(self) -> float | None:
     """Host cores one chip needs for GOAL x its rate (None: device rate unknown)."""
@@ -100,18 +106,27 @@ def benchmark_config(config: ml_collections.ConfigDict, *, batch: int, threads: 
 
 
 def run(configs: dict[str, ml_collections.ConfigDict], builder, *, batches: int,
-        warmup: int, device_images_per_s: dict[str, float],
-        encoded_images: bool = True) -> list[Row]:
-  """A :class:`Row` per config (named by its key) on ``builder``'s train split; a device
-  rate is looked up by the config's name, then by its task."""
+        warmup: int, device_images_per_s: dict[str, float], repeats: int = 1,
+        decode_whole: bool = False) -> list[Row]:
+  """A :class:`Row` per config (named by its key) on ``builder``'s train split, the
+  fastest of ``repeats`` timings (a shared machine's load only slows a run); with
+  ``decode_whole`` each repeat also times the stream decoding whole images, right after,
+  so that both see the same load. A device rate is looked up by the config's name, then
+  by its task."""
   mesh = step_lib.make_mesh()
   rows = []
   for name, config in configs.items():
-    images, seconds = time_stream(config, builder, mesh, batches=batches, warmup=warmup,
-                                  encoded_images=encoded_images)
+    fused, whole = [], []
+    for _ in range(repeats):
+      images, seconds = time_stream(config, builder, mesh, batches=batches, warmup=warmup)
+      fused.append(seconds)
+      if decode_whole:
+        whole.append(time_stream(config, builder, mesh, batches=batches, warmup=warmup,
+                                 encoded_images=False)[1])
     cores = config.dataset.threads or input_pipeline.host_cores()
     rate = device_images_per_s.get(name, device_images_per_s.get(config.task))
-    rows.append(Row(name, config.task, images, seconds, cores, rate))
+    rows.append(Row(name, config.task, images, min(fused), cores, rate,
+                    min(whole) if whole else None))
   return rows
 
 
@@ -131,21 +146,20 @@ def parse_rates(text: str) -> dict[str, float]:
   return rates
 
 
-def format_table(rows: Sequence[Row], host: str, cores_per_chip: float,
-                 before: Sequence[Row] = ()) -> str:
-  """The markdown table of ``rows``; ``before`` (same configs, decoding whole images)
-  adds a column."""
+def format_table(rows: Sequence[Row], host: str, cores_per_chip: float) -> str:
+  """The markdown table of ``rows`` (a column for decoding whole images when timed)."""
+  whole = any(row.seconds_decode_whole is not None for row in rows)
   head = ['config', 'task', 'host images/s', 'per host core']
-  if before:
+  if whole:
     head.append('per core, decode whole')
   head += ['device images/s', 'cores needed per chip', f'ratio on {host} ({cores_per_chip:g} '
            f'cores/chip; goal >= {GOAL:g})']
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  earlier = {row.name: row for row in before}
   for row in rows:
     cells = [row.name, row.task, f'{row.images_per_s:.1f}', f'{row.per_core:.1f}']
-    if before:
-      cells.append(f'{earlier[row.name].per_core:.1f}' if row.name in earlier else '')
+    if whole:
+      before = row.per_core_decode_whole()
+      cells.append(f'{before:.1f}' if before is not None else '')
     needed, ratio = row.cores_needed(), row.ratio(cores_per_chip)
     cells += [f'{row.device_images_per_s:.0f}' if row.device_images_per_s else 'not given',
               f'{needed:.1f}' if needed else '',

@@ -184,17 +184,18 @@ def test_input_benchmark_table_on_two_tasks(jpegs):
       tiny_config(task), batch=16, threads=2, shuffle_buffer=32)
       for name, task in (('rot', 'rotation'), ('sim', 'simclr'))}
   rows = input_benchmark.run(configs, jpegs, batches=2, warmup=1,
-                             device_images_per_s={'rotation': 100.0})
+                             device_images_per_s={'rotation': 100.0}, decode_whole=True)
   assert [(r.name, r.task, r.images, r.host_cores) for r in rows] == [
       ('rot', 'rotation', 32, 2), ('sim', 'simclr', 32, 2)]
   rot = rows[0]
   assert rot.ratio(28) == pytest.approx(rot.images / rot.seconds / 2 * 28 / 100)
   assert rot.cores_needed() == pytest.approx(1.5 * 100 / rot.per_core)
-  table = input_benchmark.format_table(rows, 'tpu_v5e', 28, before=rows)
+  table = input_benchmark.format_table(rows, 'tpu_v5e', 28)
   print(table)
   lines = table.splitlines()
   assert len(lines) == 4 and lines[2].startswith('| rot | rotation | ')
   assert f'{rot.ratio(28):.2f}' in lines[2] and 'not given' in lines[3]
+  assert f'| {rot.per_core:.1f} | {rot.per_core_decode_whole():.1f} |' in lines[2]
   with pytest.raises(ValueError, match='NAME=IMAGES_PER_S'):
     input_benchmark.parse_rates('rotation=fast')
   assert input_benchmark.parse_rates('rotation=5328, simclr_resnet50=2e3') == {
