@@ -200,3 +200,9 @@ def test_input_benchmark_table_on_two_tasks(jpegs):
     input_benchmark.parse_rates('rotation=fast')
   assert input_benchmark.parse_rates('rotation=5328, simclr_resnet50=2e3') == {
       'rotation': 5328.0, 'simclr_resnet50': 2000.0}
+
+
+def test_negative_prefetch_or_threads_is_refused():
+  for field in ('prefetch', 'threads'):
+    with pytest.raises(ValueError, match=f'dataset.{field}=-1'):
+      input_pipeline.validate(tiny_config(**{f'dataset.{field}': -1}).dataset)
