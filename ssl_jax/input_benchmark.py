@@ -4,7 +4,9 @@
 preprocessing through the real training stream (``input_pipeline.train_batches``: file
 reads, shuffle, the task's ``preprocess``, batching, the transfer onto the devices) on
 ImageNet-sized JPEGs made from the shipped images (``ssl_jax/data/jpeg_images.py``), and
-prints images/s in all and per host core beside the device's images/s from the step
+prints images/s in all (wall clock) and per host core (images per CPU second of the
+process, all its threads: a busy core's rate, which other processes on a shared machine
+do not dilute as they do the wall clock) beside the device's images/s from the step
 benchmark. The goal: one chip's share of its host's cores delivers at least
 :data:`GOAL` times what the chip consumes.
 """
@@ -38,10 +40,11 @@ class Row:
   name: str  # The config, as given.
   task: str
   images: int  # Timed images.
-  seconds: float  # The fastest of the repeats.
+  seconds: float  # Wall clock, the fastest of the repeats.
+  cpu_seconds: float  # CPU time of the process (all its threads), the least of the repeats.
   host_cores: int  # Cores the pipeline ran on.
   device_images_per_s: float | None = None  # One chip's, from the step benchmark.
-  seconds_decode_whole: float | None = None  # Decoding whole images first, if timed.
+  cpu_seconds_decode_whole: float | None = None  # Decoding whole images first, if timed.
 
   @property
   def images_per_s(self) -> float:
@@ -49,12 +52,14 @@ class Row:
 
   @property
   def per_core(self) -> float:
-    return self.images_per_s / self.host_cores
+    """Images per second of one busy core: per CPU second, which other processes on a
+    shared machine do not inflate as they do the wall clock."""
+    return self.images / self.cpu_seconds
 
   def per_core_decode_whole(self) -> float | None:
-    if self.seconds_decode_whole is None:
+    if self.cpu_seconds_decode_whole is None:
       return None
-    return self.images / self.seconds_decode_whole / self.host_cores
+    return self.images / self.cpu_seconds_decode_whole
 
   def cores_needed(self) -> float | None:
     """Host cores one chip needs for GOAL x its rate (None: device rate unknown)."""
@@ -70,8 +75,9 @@ class Row:
 
 
 def time_stream(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh, *,
-                batches: int, warmup: int, encoded_images: bool = True) -> tuple[int, float]:
-  """(images, seconds) of ``batches`` global batches of ``config``'s training stream with
+                batches: int, warmup: int,
+                encoded_images: bool = True) -> tuple[int, float, float]:
+  """(images, wall seconds, CPU seconds of this process) of ``batches`` global batches of ``config``'s training stream with
   its task's preprocessing, after ``warmup`` batches (which fill the shuffle buffer and
   trace the tf.data functions). ``encoded_images=False`` decodes every image whole
   before the task's crops (the pipeline before decode-and-crop)."""
@@ -83,10 +89,11 @@ def time_stream(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.M
   try:
     for _ in range(warmup):
       jax.block_until_ready(next(stream))
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(batches):
       jax.block_until_ready(next(stream))
-    return batches * config.batch_size, time.perf_counter() - start
+    return (batches * config.batch_size, time.perf_counter() - start,
+            time.process_time() - cpu_start)
   finally:
     stream.close()
 
@@ -116,16 +123,18 @@ def run(configs: dict[str, ml_collections.ConfigDict], builder, *, batches: int,
   mesh = step_lib.make_mesh()
   rows = []
   for name, config in configs.items():
-    fused, whole = [], []
+    wall, cpu, whole = [], [], []
     for _ in range(repeats):
-      images, seconds = time_stream(config, builder, mesh, batches=batches, warmup=warmup)
-      fused.append(seconds)
+      images, seconds, cpu_seconds = time_stream(config, builder, mesh, batches=batches,
+                                                 warmup=warmup)
+      wall.append(seconds)
+      cpu.append(cpu_seconds)
       if decode_whole:
         whole.append(time_stream(config, builder, mesh, batches=batches, warmup=warmup,
-                                 encoded_images=False)[1])
+                                 encoded_images=False)[2])
     cores = config.dataset.threads or input_pipeline.host_cores()
     rate = device_images_per_s.get(name, device_images_per_s.get(config.task))
-    rows.append(Row(name, config.task, images, min(fused), cores, rate,
+    rows.append(Row(name, config.task, images, min(wall), min(cpu), cores, rate,
                     min(whole) if whole else None))
   return rows
 
@@ -149,7 +158,7 @@ def parse_rates(text: str) -> dict[str, float]:
 def format_table(rows: Sequence[Row], host: str, cores_per_chip: float) -> str:
   """The markdown table of ``rows`` (a column for decoding whole images when timed)."""
   whole = any(row.seconds_decode_whole is not None for row in rows)
-  head = ['config', 'task', 'host images/s', 'per host core']
+  head = ['config', 'task', 'host images/s (wall)', 'per host core (CPU time)']
   if whole:
     head.append('per core, decode whole')
   head += ['device images/s', 'cores needed per chip', f'ratio on {host} ({cores_per_chip:g} '
