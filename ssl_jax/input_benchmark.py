@@ -157,7 +157,7 @@ def parse_rates(text: str) -> dict[str, float]:
 
 def format_table(rows: Sequence[Row], host: str, cores_per_chip: float) -> str:
   """The markdown table of ``rows`` (a column for decoding whole images when timed)."""
-  whole = any(row.seconds_decode_whole is not None for row in rows)
+  whole = any(row.cpu_seconds_decode_whole is not None for row in rows)
   head = ['config', 'task', 'host images/s (wall)', 'per host core (CPU time)']
   if whole:
     head.append('per core, decode whole')
