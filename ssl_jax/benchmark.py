@@ -11,6 +11,14 @@ scikit-learn's LogisticRegression with the same objective on the same random fea
 Uses no TensorFlow op, but imports it (the config defaults live beside the tf.data
 pipeline), as it imports clu and ml_collections: install requirements.txt first.
 
+``--input_only`` times the host input pipeline instead (ssl_jax/input_benchmark.py):
+each config of ``--input_configs`` through its training stream on ImageNet-sized JPEGs
+made from the shipped images, at ``--image_size`` (default 224), beside the device rates
+of ``--device_images_per_s`` (this benchmark's images/s/device on the accelerator):
+
+    python -m ssl_jax.benchmark --input_only --input_configs=rotation_resnet50,simclr_resnet50 \
+        --device_images_per_s=rotation=5328,simclr=2900 --host=dgx_h100
+
 ``--profile=DIR`` also traces a few steps with ``jax.profiler`` into DIR (TensorBoard's
 profile plugin or Perfetto open it) and prints the step's XLA cost analysis and its top
 ops by time, each with the JAX name stack it came from, and the time per part of the
@@ -22,6 +30,8 @@ step (augmentation, BatchNorm, convolutions; ssl_jax/step_profile.py):
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 
 from absl import app
@@ -32,7 +42,9 @@ from ml_collections import config_flags
 
 from ssl_jax import compilation_cache
 from ssl_jax import config_lib
+from ssl_jax import input_benchmark
 from ssl_jax import optim
+from ssl_jax import recipe_card
 from ssl_jax import step as step_lib
 from ssl_jax import step_profile
 from ssl_jax.evaluate import lbfgs
@@ -52,6 +64,29 @@ PROFILE_TOP = flags.DEFINE_integer('profile_top', 15, 'Ops listed by --profile.'
 COMPILATION_CACHE_DIR = flags.DEFINE_string(
     'compilation_cache_dir', '', 'Persistent XLA compilation cache (local or gs://), as '
     'ssl_jax.main\'s: a second benchmark of the same step skips its compilation.')
+
+INPUT_ONLY = flags.DEFINE_bool('input_only', False, 'Time the host input pipeline of '
+                               '--input_configs instead of the train step.')
+INPUT_CONFIGS = flags.DEFINE_list(
+    'input_configs', ['rotation_resnet50', 'supervised_v1_resnet50', 'simclr_resnet50',
+                      'byol_resnet50:multicrop', 'exemplar_resnet50', 'jigsaw_resnet50'],
+    'Configs (configs/NAME.py[:ARG]) whose task preprocessing --input_only times.')
+INPUT_IMAGES = flags.DEFINE_integer('input_images', 512, 'JPEG images made for --input_only.')
+INPUT_SHAPE = flags.DEFINE_list('input_shape', ['350', '400'], 'Their height,width.')
+INPUT_BATCH = flags.DEFINE_integer('input_batch', 64, 'Global batch of the timed stream.')
+INPUT_BATCHES = flags.DEFINE_integer('input_batches', 8, 'Timed batches per config.')
+INPUT_WARMUP = flags.DEFINE_integer('input_warmup', 2, 'Untimed batches first.')
+INPUT_REPEATS = flags.DEFINE_integer('input_repeats', 3, 'Timings per config; the fastest '
+                                     'is reported.')
+INPUT_THREADS = flags.DEFINE_integer('input_threads', 0, 'dataset.threads (0: all cores).')
+INPUT_DATA_DIR = flags.DEFINE_string('input_data_dir', '', 'Where to write the JPEGs (empty: '
+                                     'a temporary folder, removed after).')
+INPUT_DECODE_WHOLE = flags.DEFINE_bool('input_decode_whole', False, 'Also time each config '
+                                       'decoding whole images (before decode-and-crop).')
+DEVICE_RATES = flags.DEFINE_string('device_images_per_s', '', 'NAME=IMAGES_PER_S,...: one '
+                                   'device\'s rate per config or task (this benchmark\'s).')
+HOST = flags.DEFINE_enum('host', 'tpu_v5e', sorted(input_benchmark.HOST_CORES_PER_CHIP),
+                         'Host whose cores per chip the ratio assumes.')
 
 
 IMAGENET_TRAIN = 1_281_167  # Images in ImageNet's train split: the schedule's epochs.
@@ -120,8 +155,45 @@ def time_lbfgs(n: int, d: int, classes: int = 10, l2: float = 1e-4) -> dict:
   return row
 
 
+def main_input() -> None:
+  """--input_only: the host pipeline table of --input_configs."""
+  height, width = (int(v) for v in INPUT_SHAPE.value)
+  data_dir = INPUT_DATA_DIR.value or tempfile.mkdtemp(prefix='ssl_jax_jpeg_')
+  rates = input_benchmark.parse_rates(DEVICE_RATES.value)
+  try:
+    from ssl_jax.data import jpeg_images  # Registers the builder.
+    builder = jpeg_images.prepare(data_dir, height=height, width=width,
+                                  count=INPUT_IMAGES.value)
+    configs = {}
+    for spec in INPUT_CONFIGS.value:
+      name, _, arg = spec.partition(':')
+      config = recipe_card.load(name, arg)
+      if IMAGE_SIZE.value:
+        config.input.image_size = IMAGE_SIZE.value
+      configs[spec] = input_benchmark.benchmark_config(
+          config, batch=INPUT_BATCH.value, threads=INPUT_THREADS.value,
+          shuffle_buffer=INPUT_BATCH.value * 4)
+    rows = input_benchmark.run(configs, builder, batches=INPUT_BATCHES.value,
+                               warmup=INPUT_WARMUP.value, device_images_per_s=rates,
+                               repeats=INPUT_REPEATS.value,
+                               decode_whole=INPUT_DECODE_WHOLE.value)
+  finally:
+    if not INPUT_DATA_DIR.value:
+      shutil.rmtree(data_dir, ignore_errors=True)
+  size = next(iter(configs.values())).input.image_size
+  print(f'\nHost input pipeline: {INPUT_IMAGES.value} JPEGs of {height}x{width} '
+        f'({builder.info.splits["train"].num_bytes / INPUT_IMAGES.value / 1e3:.0f} kB each), '
+        f'crops of {size} px, batch {INPUT_BATCH.value}, {INPUT_BATCHES.value} batches timed, '
+        f'best of {INPUT_REPEATS.value}, on {rows[0].host_cores if rows else 0} host cores')
+  print(input_benchmark.format_table(rows, HOST.value,
+                                     input_benchmark.HOST_CORES_PER_CHIP[HOST.value]))
+
+
 def main(argv):
   del argv
+  if INPUT_ONLY.value:
+    main_input()
+    return
   config = flags.FLAGS.config
   if BATCH.value:
     config.batch_size = BATCH.value

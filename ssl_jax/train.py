@@ -172,7 +172,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         config.dataset, builder, mesh, lambda f, seed: task.preprocess(f, seed, sections),
         batch_size=config.batch_size, seed=config.seed, start_step=start,
         keep_ids=keep_ids, corrupt_fn=corruption.corrupt_fn(config.corruption),
-        pooled=pooled)
+        pooled=pooled, encoded_images=True)
 
   first_step: list[int] = []  # The first step of this (possibly resumed) run.
 

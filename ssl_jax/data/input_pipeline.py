@@ -34,6 +34,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ssl_jax.data import image_folder
+from ssl_jax.data import prefetch
 from ssl_jax.data import preprocess
 
 # Datasets that ship with ssl_jax: importing the module registers the TFDS builder.
@@ -80,7 +81,11 @@ def config() -> ml_collections.ConfigDict:
   # A fixed count (a multiple of the process count) keeps the stream when a run resumes
   # on another number of hosts; each process reads input_shards / process_count of them.
   c.input_shards = 0
-  c.prefetch = 2  # Batches prefetched to the devices.
+  # Batches put on the devices ahead of the step by a background thread (0: none).
+  c.prefetch = 2
+  # tf.data's private thread pool for this pipeline's map and interleave (0: this host's
+  # cores); its ops run one thread each (big_vision's tf.data options).
+  c.threads = 0
   return c
 
 
@@ -113,6 +118,10 @@ def validate(section: ml_collections.ConfigDict) -> None:
     if section.holdout_examples:
       raise ValueError('dataset.mixture_names pools whole train splits: set '
                        'dataset.holdout_examples=0.')
+  if section.prefetch < 0 or section.threads < 0:
+    raise ValueError(f'dataset.prefetch={section.prefetch} and dataset.threads='
+                     f'{section.threads} must be >= 0 (0: no device prefetch; 0 threads: '
+                     'one per host core).')
   if section.input_shards < 0:
     raise ValueError(f'dataset.input_shards={section.input_shards} must be >= 0 (0: one '
                      'per process).')
@@ -462,6 +471,26 @@ def _to_global(batch: dict, sharding: jax.sharding.NamedSharding) -> dict:
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
+def host_cores() -> int:
+  """The cores this process may run on (its CPU affinity; a container's share)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+
+
+def host_options(dataset: ml_collections.ConfigDict) -> tf.data.Options:
+  """tf.data options of a host pipeline, as big_vision sets them (input_pipeline.py,
+  _add_tpu_host_options): a private thread pool (``dataset.threads``, 0: the host's
+  cores), one thread per op (the parallelism is across examples, the map's), and no
+  prefetch injected by the optimiser (big_vision: it "eats up all RAM"). Unlike
+  big_vision's unordered reads, the output order is kept: the stream is a function of
+  (seed, step), which resume needs."""
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = dataset.threads or host_cores()
+  options.threading.max_intra_op_parallelism = 1
+  options.experimental_optimization.inject_prefetch = False
+  options.deterministic = True
+  return options
+
+
 def input_shards(dataset: ml_collections.ConfigDict, batch_size: int) -> range:
   """The shards of the training stream this process reads (``dataset.input_shards``, or
   one per process), checking that they divide over the processes and the batch over them."""
@@ -482,23 +511,29 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
                   seed: int, start_step: int = 0,
                   keep_ids: np.ndarray | None = None,
                   corrupt_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
-                  pooled: Sequence[Part] | None = None) -> Iterator[dict]:
+                  pooled: Sequence[Part] | None = None,
+                  encoded_images: bool = False) -> Iterator[dict]:
   """Endless global training batches of ``batch_size`` (global) from ``start_step`` on,
   sharded over ``mesh``, the order drawn from ``seed``.
 
   ``preprocess_fn(features, example_seed)`` is the host-side preprocessing (a task's, or
-  an evaluator's crops). ``keep_ids`` (``tfds_id``s, e.g. from
+  an evaluator's crops). ``features['image']`` is uint8 [H, W, 3], or with
+  ``encoded_images`` the encoded image (a scalar string) for ``preprocess_fn`` to decode
+  as far as it needs (:func:`preprocess.train_crop` decodes only a JPEG's crop window,
+  the same pixels). ``keep_ids`` (``tfds_id``s, e.g. from
   :func:`labelled_subset_ids` or :func:`pretrain_ids`) restricts the train split to those
   examples; an epoch is then one pass over the kept examples of a shard. ``corrupt_fn(
   image, example_seed)`` (ssl_jax/data/corruption.py) alters each decoded image before
-  ``preprocess_fn``. ``pooled`` (:func:`mixture_parts`) reads several datasets instead of
-  (``builder``, ``keep_ids``), each pooled example once an epoch; ``dataset`` then sets
-  only the shuffle buffer, the files read at once and the input shards. The held-out
-  examples (``dataset.holdout_examples``) are never in the stream.
+  ``preprocess_fn`` (the image is then decoded whole). ``pooled`` (:func:`mixture_parts`)
+  reads several datasets instead of (``builder``, ``keep_ids``), each pooled example once
+  an epoch; ``dataset`` then sets only the shuffle buffer, the files read at once and the
+  input shards. The held-out examples (``dataset.holdout_examples``) are never in the
+  stream.
 
   Each process reads its shards (:func:`input_shards`) and its slice of the global batch
   is theirs, in shard order: the global batch of a step is the same on any number of
-  processes that divides ``dataset.input_shards``.
+  processes that divides ``dataset.input_shards``. The batches are put on the devices
+  ``dataset.prefetch`` steps ahead by a background thread (:mod:`prefetch`).
   """
   local_batch = per_process_batch(batch_size, mesh)
   shards = input_shards(dataset, batch_size)
@@ -506,16 +541,17 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
   streams = [_shard_batches(dataset, parts, preprocess_fn, shard=shard,
                             num_shards=len(shards) * jax.process_count(),
                             batch=local_batch // len(shards), seed=seed,
-                            start_step=start_step, corrupt_fn=corrupt_fn)
+                            start_step=start_step, corrupt_fn=corrupt_fn,
+                            encoded_images=encoded_images)
              for shard in shards]
   ds = streams[0]
   if len(streams) > 1:
     ds = tf.data.Dataset.zip(tuple(streams)).map(
         lambda *parts: {k: tf.concat([p[k] for p in parts], 0) for k in parts[0]})
-  ds = ds.prefetch(tf.data.AUTOTUNE)
+  ds = ds.prefetch(tf.data.AUTOTUNE).with_options(host_options(dataset))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  for batch in ds.as_numpy_iterator():
-    yield _to_global(batch, sharding)
+  yield from prefetch.to_devices(ds.as_numpy_iterator(), lambda b: _to_global(b, sharding),
+                                 dataset.prefetch)
 
 
 def mixture_counts(weights: Sequence[float], total: int) -> list[int]:
@@ -604,8 +640,8 @@ def _pooled_records(parts: Sequence[Part], shard: int, num_shards: int, seed: in
 def _shard_batches(dataset: ml_collections.ConfigDict, parts: Sequence[Part],
                    preprocess_fn: Callable[[dict, tf.Tensor], dict], *, shard: int,
                    num_shards: int, batch: int, seed: int, start_step: int,
-                   corrupt_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None
-                   ) -> tf.data.Dataset:
+                   corrupt_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None,
+                   encoded_images: bool) -> tf.data.Dataset:
   """Shard ``shard`` of ``num_shards`` of the training stream: its share of the split (of
   the pooled ``parts`` when there are several) in batches of ``batch``, from
   ``start_step`` on.
@@ -637,8 +673,12 @@ def _shard_batches(dataset: ml_collections.ConfigDict, parts: Sequence[Part],
 
   def prepare(position: tf.Tensor, example: dict) -> dict:
     example_seed = tf.stack([tf.cast(seed, tf.int64), position])
-    image = preprocess.decode(example[image_key])
-    features = {'image': corrupt_fn(image, example_seed) if corrupt_fn else image}
+    image = example[image_key]
+    if corrupt_fn:  # Corruptions act on the whole decoded image.
+      image = corrupt_fn(preprocess.decode(image), example_seed)
+    elif not encoded_images:
+      image = preprocess.decode(image)
+    features = {'image': image}
     if label_key in example:
       features['label'] = tf.cast(example[label_key], tf.int32)
     return preprocess_fn(features, example_seed)
@@ -667,7 +707,7 @@ def eval_batches(dataset: ml_collections.ConfigDict, inp: ml_collections.ConfigD
   image_key, label_key = dataset.image_key, dataset.label_key
 
   def prepare(example: dict) -> dict:
-    image = preprocess.eval_image(preprocess.decode(example[image_key]), inp)
+    image = preprocess.eval_image(example[image_key], inp)  # Decodes a JPEG's crop alone.
     return {'image': image, 'label': tf.cast(example[label_key], tf.int32),
             'mask': tf.constant(1, tf.int32)}
 
@@ -678,8 +718,10 @@ def eval_batches(dataset: ml_collections.ConfigDict, inp: ml_collections.ConfigD
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(
       num_batches * local_batch - num_local))
   ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  ds = ds.with_options(host_options(dataset))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  return (_to_global(b, sharding) for b in ds.as_numpy_iterator()), num_batches
+  return prefetch.to_devices(ds.as_numpy_iterator(), lambda b: _to_global(b, sharding),
+                             dataset.prefetch), num_batches
 
 
 def eval_array_images(images: np.ndarray, inp: ml_collections.ConfigDict) -> np.ndarray:

@@ -4,6 +4,8 @@ example, so the input stream is a function of (seed, step) and resumes exactly. 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import ml_collections
 import tensorflow as tf
 
@@ -68,9 +70,51 @@ def validate(inp: ml_collections.ConfigDict) -> None:
                      'input.local_size positive.')
 
 
-def decode(image_bytes: tf.Tensor) -> tf.Tensor:
-  """Encoded image -> uint8 [H, W, 3]."""
-  return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+def decode(image: tf.Tensor) -> tf.Tensor:
+  """Encoded image (a scalar string: JPEG, PNG, GIF, BMP) -> uint8 [H, W, 3]; an image
+  already decoded (uint8 [H, W, 3]) is returned as it is, so that a preprocessing
+  function takes either."""
+  if image.dtype != tf.string:
+    return image
+  return tf.io.decode_image(image, channels=3, expand_animations=False)
+
+
+# A crop window of an image of shape [H, W, 3] (int32 [3]): (begin [y, x, 0], size
+# [h, w, -1 or 3]), as tf.slice takes them.
+Window = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+
+
+def decode_crop(image: tf.Tensor, window: Window) -> tf.Tensor:
+  """The crop ``window(shape)`` of ``image`` (encoded or decoded, see :func:`decode`),
+  uint8 [h, w, 3], equal to ``tf.slice(decode(image), *window(shape))``.
+
+  A JPEG is decoded only over the window (``tf.image.decode_and_crop_jpeg``, its shape
+  read from the header by ``extract_jpeg_shape``), widened by one pixel on each side
+  within the image: libjpeg-turbo upsamples subsampled chroma (4:2:0, 4:2:2) at a
+  window's first and last column as if they were the image's edge, which moves those
+  pixels by up to ~20 levels; with the margin every pixel of the crop equals the full
+  decode's (tests/test_hostpipe.py). Other formats are decoded whole, then cropped.
+  """
+  if image.dtype != tf.string:
+    return tf.slice(image, *window(tf.shape(image)))
+
+  def whole() -> tf.Tensor:
+    decoded = decode(image)
+    return tf.slice(decoded, *window(tf.shape(decoded)))
+
+  def jpeg() -> tf.Tensor:
+    # decode() gives 3 channels whatever the file holds: the window sees the same shape.
+    height_width = tf.io.extract_jpeg_shape(image, output_type=tf.int32)[:2]
+    begin, size = window(tf.concat([height_width, [3]], 0))
+    size = size[:2]
+    top_left = tf.maximum(begin[:2] - 1, 0)
+    bottom_right = tf.minimum(begin[:2] + size + 1, height_width)
+    wide = tf.image.decode_and_crop_jpeg(
+        image, tf.concat([top_left, bottom_right - top_left], 0), channels=3)
+    return tf.slice(wide, tf.concat([begin[:2] - top_left, [0]], 0),
+                    tf.concat([size, [3]], 0))
+
+  return tf.cond(tf.io.is_jpeg(image), jpeg, whole)
 
 
 def resize(image: tf.Tensor, size: tuple[int, int] | tf.Tensor, method: str) -> tf.Tensor:
@@ -93,7 +137,8 @@ def train_crop(image: tf.Tensor, seed: tf.Tensor, inp: ml_collections.ConfigDict
                output_size: int | None = None, area: tuple[float, float] | None = None,
                min_object_covered: float = 0.1) -> tf.Tensor:
   """Random crop and flip of the ``input`` section ``inp`` to ``output_size`` (default
-  ``inp.image_size``), uint8.
+  ``inp.image_size``), uint8, of ``image`` decoded or encoded (:func:`decode`; a JPEG's
+  Inception crop is decoded alone, :func:`decode_crop`, the same pixels).
 
   'inception': slim's distorted bounding box (``min_object_covered`` 0.1, 100 attempts,
   the aspect range of the section and ``area``, default ``inp.crop_area``; Revisiting
@@ -103,13 +148,19 @@ def train_crop(image: tf.Tensor, seed: tf.Tensor, inp: ml_collections.ConfigDict
   """
   seed_crop, seed_flip = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   if inp.crop == 'inception':
-    begin, box, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-        seed=seed_crop, min_object_covered=min_object_covered,
-        aspect_ratio_range=tuple(inp.crop_aspect),
-        area_range=tuple(area or inp.crop_area), max_attempts=100,
-        use_image_if_no_bounding_boxes=True)
-    image = tf.slice(image, begin, box)
+
+    def window(shape: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+      begin, box, _ = tf.image.stateless_sample_distorted_bounding_box(
+          shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+          seed=seed_crop, min_object_covered=min_object_covered,
+          aspect_ratio_range=tuple(inp.crop_aspect),
+          area_range=tuple(area or inp.crop_area), max_attempts=100,
+          use_image_if_no_bounding_boxes=True)
+      return begin, box
+
+    image = decode_crop(image, window)
+  else:
+    image = decode(image)
   size = output_size or inp.image_size
   image = resize(image, (size, size), inp.resize)
   if inp.flip:
@@ -119,21 +170,27 @@ def train_crop(image: tf.Tensor, seed: tf.Tensor, inp: ml_collections.ConfigDict
 
 def eval_image(image: tf.Tensor, inp: ml_collections.ConfigDict) -> tf.Tensor:
   """Central crop of ``inp.eval_crop_fraction`` of the shorter side, resized to
-  ``inp.image_size`` with ``inp.eval_resize``, uint8."""
-  shape = tf.shape(image)
-  height, width = shape[0], shape[1]
-  side = tf.cast(tf.cast(tf.minimum(height, width), tf.float32)
-                 * inp.eval_crop_fraction, tf.int32)
-  top, left = (height - side) // 2, (width - side) // 2
-  image = tf.slice(image, [top, left, 0], [side, side, 3])
+  ``inp.image_size`` with ``inp.eval_resize``, uint8, of ``image`` decoded or encoded
+  (:func:`decode_crop`)."""
+
+  def window(shape: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    height, width = shape[0], shape[1]
+    side = tf.cast(tf.cast(tf.minimum(height, width), tf.float32)
+                   * inp.eval_crop_fraction, tf.int32)
+    top, left = (height - side) // 2, (width - side) // 2
+    return tf.stack([top, left, 0]), tf.stack([side, side, 3])
+
+  image = decode_crop(image, window)
   return resize(image, (inp.image_size, inp.image_size), inp.eval_resize)
 
 
 def resize_small_random_crop(image: tf.Tensor, seed: tf.Tensor, smaller: int, size: int,
                              method: str = 'area') -> tf.Tensor:
-  """Shorter side to ``smaller`` (aspect kept), then a random ``size`` crop, uint8: the
-  training augmentation of the Revisiting linear evaluation (reference §4), whose
-  resize_small is an area resize (preprocess.py:45-66)."""
+  """Shorter side to ``smaller`` (aspect kept), then a random ``size`` crop, uint8, of
+  ``image`` decoded or encoded (:func:`decode`): the training augmentation of the
+  Revisiting linear evaluation (reference §4), whose resize_small is an area resize
+  (preprocess.py:45-66)."""
+  image = decode(image)
   shape = tf.cast(tf.shape(image)[:2], tf.float32)
   scale = smaller / tf.reduce_min(shape)
   new_shape = tf.cast(tf.round(shape * scale), tf.int32)

@@ -263,7 +263,8 @@ def fine_tune(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
         'label': features['label']}
     return input_pipeline.train_batches(data.dataset, data.builder, data.mesh, crop,
                                         batch_size=section.batch_size, seed=data.seed,
-                                        start_step=start, keep_ids=keep_ids)
+                                        start_step=start, keep_ids=keep_ids,
+                                        encoded_images=True)
 
   logging.info('Fine-tuning on %d labelled images: %d steps of batch %d, peak lr %.4g.',
                num_labelled, total, section.batch_size,

@@ -146,11 +146,12 @@ def topk_correct(logits: jax.Array, labels: jax.Array, mask: jax.Array, k: int) 
 
 def train_crop(section: ml_collections.ConfigDict,
                inp: ml_collections.ConfigDict) -> Callable:
-  """The probe's ``(uint8 image, seed) -> uint8 image`` training crop of
-  ``inp.image_size``: Revisiting's resize_small then random crop, no flip
-  (rotation_or_exemplar.sh:31-33), or the contrastive papers' random resized crop of
-  ``section.crop_area`` at aspect 3/4-4/3 with a flip (preprocess.train_crop on a copy of
-  the run's ``input`` section, so the run's resize method carries over)."""
+  """The probe's ``(image, seed) -> uint8 image`` training crop (of a decoded or an
+  encoded image, ``preprocess.decode``) of ``inp.image_size``: Revisiting's resize_small
+  then random crop, no flip (rotation_or_exemplar.sh:31-33), or the contrastive papers'
+  random resized crop of ``section.crop_area`` at aspect 3/4-4/3 with a flip
+  (preprocess.train_crop on a copy of the run's ``input`` section, so the run's resize
+  method carries over)."""
   from ssl_jax.data import preprocess  # TensorFlow only where the host pipeline runs.
   if section.crop == 'resize_small':
     return lambda image, seed: preprocess.resize_small_random_crop(
@@ -353,7 +354,8 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
   def batches_from(start: int):
     return input_pipeline.train_batches(data.dataset, data.builder, mesh, crop,
                                         batch_size=section.batch_size, seed=data.seed,
-                                        start_step=start, keep_ids=keep_ids)
+                                        start_step=start, keep_ids=keep_ids,
+                                        encoded_images=True)
 
   state, finished = loop.run(
       state, make_train_step(probe, represent, variables, tx, data.seed), batches_from,

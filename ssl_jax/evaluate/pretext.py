@@ -75,7 +75,7 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
   batches = input_pipeline.train_batches(
       dataset, data.builder, data.mesh,
       lambda features, seed: task.preprocess(features, seed, sections),
-      batch_size=section.batch_size, seed=data.seed + 4)
+      batch_size=section.batch_size, seed=data.seed + 4, encoded_images=True)
   totals: dict[str, float] = {}
   for index in range(num_batches):
     loss, metrics = evaluate(variables, next(batches), jnp.int32(index))

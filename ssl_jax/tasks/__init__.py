@@ -8,8 +8,12 @@ tests/test_task_contract.py checks every module against this contract.
 Required:
 
 ``preprocess(features, seed, s) -> dict[str, tf.Tensor]``
-    Host side, inside tf.data: the decoded example (``features['image']`` uint8 [H, W, 3],
-    ``features['label']``) to the arrays that travel to the devices, usually uint8 crops.
+    Host side, inside tf.data: the example (``features['image']``, ``features['label']``)
+    to the arrays that travel to the devices, usually uint8 crops. The training stream
+    gives the image encoded (a scalar string), elsewhere it may be decoded (uint8
+    [H, W, 3]): ``ssl_jax.data.preprocess.train_crop`` takes either, and decodes only the
+    window of a JPEG's one crop; a task that takes several crops decodes once with
+    ``preprocess.decode`` (a no-op on a decoded image) and crops that.
     Random ops must be stateless and use ``seed`` (a [2] int tensor unique to the example),
     so that a resumed run sees the same stream.
 

@@ -36,12 +36,13 @@ def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
   import tensorflow as tf
   from ssl_jax.data import preprocess as pp
   inp = s.input
+  image = pp.decode(features['image'])  # Once for all the crops.
   seeds = tf.random.experimental.stateless_split(seed, NUM_VIEWS + inp.local_crops)
-  crops = [pp.train_crop(features['image'], seeds[i], inp) for i in range(NUM_VIEWS)]
+  crops = [pp.train_crop(image, seeds[i], inp) for i in range(NUM_VIEWS)]
   example = {'image': tf.stack(crops), 'label': features['label']}
   if inp.local_crops:
     example['local_image'] = tf.stack([
-        pp.train_crop(features['image'], seeds[NUM_VIEWS + i], inp,
+        pp.train_crop(image, seeds[NUM_VIEWS + i], inp,
                       output_size=inp.local_size, area=inp.local_crop_area,
                       min_object_covered=0.0) for i in range(inp.local_crops)])
   return example

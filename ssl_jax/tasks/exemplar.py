@@ -103,8 +103,9 @@ def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
   # task (views, head, loss) also runs where TensorFlow is absent (benchmarks).
   import tensorflow as tf
   from ssl_jax.data import preprocess as pp
+  image = pp.decode(features['image'])  # Once for all the copies.
   seeds = tf.unstack(tf.random.experimental.stateless_split(seed, s.task.copies))
-  return {'image': tf.stack([pp.train_crop(features['image'], copy_seed, s.input)
+  return {'image': tf.stack([pp.train_crop(image, copy_seed, s.input)
                              for copy_seed in seeds])}
 
 

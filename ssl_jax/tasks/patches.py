@@ -141,8 +141,9 @@ def extract_patches(image: tf.Tensor, seed: tf.Tensor, p: ml_collections.ConfigD
 
 def preprocess(features: dict, seed: tf.Tensor, s: tasks.Sections) -> dict:
   """The task contract's host side for the patch tasks: the training patches of
-  :func:`extract_patches` as ``image``."""
-  return {'image': extract_patches(features['image'], seed, s.task, train=True)}
+  :func:`extract_patches` as ``image`` (the whole image is resized: decoded whole)."""
+  from ssl_jax.data import preprocess as pp
+  return {'image': extract_patches(pp.decode(features['image']), seed, s.task, train=True)}
 
 
 # Device side (JAX).
