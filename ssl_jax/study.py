@@ -572,12 +572,13 @@ def main(argv: Sequence[str]) -> None:
   try:
     study = load_config(os.path.abspath(path) + colon + arg, root)
     cells = expand(study, workdir)
+    if launch != 'gather':
+      check_keys(cells, root)  # A misspelt key fails here, not in every cell.
     if launch == 'print':
       for cell in cells:
         print(shlex.join(['python'] + command(cell, workdir, main_module)[1:]))
       return
     if launch == 'run':
-      check_keys(cells, root)
       failed = run_all(cells, workdir, root, main_module)
     else:
       failed = []

@@ -98,25 +98,40 @@ def test_check_keys_names_the_cell_and_key():
   study.check_keys(study.expand(_study(), '/w'), REPO)  # Every key exists.
 
 
+# A run config with the field types the overrides exercise, importing nothing heavy (the
+# runner loads each cell's config to check its keys).
+BASE = textwrap.dedent('''
+    import ml_collections
+    def get_config(arg=None):
+      assert arg == 'runlocal'
+      return ml_collections.ConfigDict({
+          'seed': 0, 'total_steps': -1, 'model': {'k': 4.0},
+          'input': {'flip': True, 'crop_area': (0.05, 1.0)},
+          'evals': {'lbfgs': {'layers': ('pre_logits',)}}})
+''')
+
+
 def test_print_commands_parse_back_with_config_flags(tmp_path):
   path = _write_study_file(tmp_path, f'''
       from ssl_jax import study
       def get_config(arg=None):
-        return study.study_config({ROTATION!r}, 'runlocal', [[
+        return study.study_config('configs/base.py', 'runlocal', [[
             study.variants('layers', {{'all': {{'evals.lbfgs.layers': ('block1', 'pre_logits'),
                                                'input.crop_area': (0.2, 1.0)}}}}),
             study.axis('model.k', (0.5, 1.0)), study.axis('seed', (0, 13))]],
             overrides={{'total_steps': 3, 'input.flip': False}})
       ''')
+  (tmp_path / 'configs' / 'base.py').write_text(BASE)
   out = subprocess.run([sys.executable, '-m', 'ssl_jax.study', f'--config={path}',
                         f'--workdir={tmp_path}/w', '--launch=print'], cwd=REPO, check=True,
                        capture_output=True, text=True).stdout.splitlines()
   assert len(out) == 4 and not (tmp_path / 'w').exists()  # Nothing runs.
   for line, (k, seed) in zip(out, [(0.5, 0), (0.5, 13), (1.0, 0), (1.0, 13)]):
     argv = shlex.split(line)
-    assert argv[:3] == ['python', '-m', 'ssl_jax.main']
+    assert argv[:4] == ['python', '-m', 'ssl_jax.main', '--config=configs/base.py:runlocal']
     assert argv[4] == f'--workdir={tmp_path}/w/layers-all_k-{k}_seed-{seed}'
-    parsed = ['main', argv[3]] + argv[5:]
+    # config_flags, as ssl_jax.main parses them, from the root the cells run in.
+    parsed = ['main', f'--config={tmp_path}/configs/base.py:runlocal'] + argv[5:]
     values = flags.FlagValues()
     config_flags.DEFINE_config_file('config', None, '', flag_values=values, sys_argv=parsed)
     values(parsed)
@@ -124,6 +139,14 @@ def test_print_commands_parse_back_with_config_flags(tmp_path):
     assert (config.model.k, config.seed, config.total_steps) == (k, seed, 3)
     assert config.evals.lbfgs.layers == ('block1', 'pre_logits')
     assert config.input.crop_area == (0.2, 1.0) and config.input.flip is False
+  typo = path.replace('s.py', 't.py')
+  (tmp_path / 'configs' / 'studies' / 't.py').write_text(
+      (tmp_path / 'configs' / 'studies' / 's.py').read_text().replace("'seed'", "'sed'"))
+  bad = subprocess.run([sys.executable, '-m', 'ssl_jax.study', f'--config={typo}',
+                        f'--workdir={tmp_path}/w', '--launch=print'], cwd=REPO,
+                       capture_output=True, text=True)
+  assert bad.returncode == 1 and not bad.stdout
+  assert "Cell layers-all_k-0.5_sed-0: 'sed' is not a field" in bad.stderr
 
 
 def test_runner_skips_done_resumes_interrupted_and_isolates_a_crash(tmp_path, capsys):
