@@ -16,7 +16,9 @@ from matplotlib import container
 from ml_collections import config_flags
 import pytest
 
+from ssl_jax import files
 from ssl_jax import study
+from test_paths import storage_emulator  # noqa: F401 (a fixture)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROTATION = os.path.join(REPO, 'configs', 'rotation_resnet50.py')
@@ -122,9 +124,11 @@ def test_print_commands_parse_back_with_config_flags(tmp_path):
             overrides={{'total_steps': 3, 'input.flip': False}})
       ''')
   (tmp_path / 'configs' / 'base.py').write_text(BASE)
-  out = subprocess.run([sys.executable, '-m', 'ssl_jax.study', f'--config={path}',
-                        f'--workdir={tmp_path}/w', '--launch=print'], cwd=REPO, check=True,
-                       capture_output=True, text=True).stdout.splitlines()
+  printed = subprocess.run([sys.executable, '-m', 'ssl_jax.study', f'--config={path}',
+                            f'--workdir={tmp_path}/w', '--launch=print'], cwd=REPO,
+                           capture_output=True, text=True)
+  assert printed.returncode == 0, printed.stderr
+  out = printed.stdout.splitlines()
   assert len(out) == 4 and not (tmp_path / 'w').exists()  # Nothing runs.
   for line, (k, seed) in zip(out, [(0.5, 0), (0.5, 13), (1.0, 0), (1.0, 13)]):
     argv = shlex.split(line)
@@ -181,21 +185,25 @@ def test_runner_skips_done_resumes_interrupted_and_isolates_a_crash(tmp_path, ca
 
 
 def _fabricate(tmp_path):
+  return _fabricate_on(str(tmp_path))
+
+
+def _fabricate_on(workdir):
   """A two-method, two-width study with results.json and config.json for three cells."""
   s = study.study_config('configs/x.py', '', [[
       study.variants('method', {'rotation': {}, 'jigsaw': {}}),
       study.axis('model.k', (0.5, 1.0))]])
-  cells = study.expand(s, str(tmp_path))
+  cells = study.expand(s, workdir)
   for i, cell in enumerate(cells[:3]):
-    folder = tmp_path / cell.name
-    folder.mkdir()
+    folder = files.Path(workdir) / cell.name
+    folder.mkdir(parents=True, exist_ok=True)
     k = cell.overrides['model.k']
-    (folder / 'config.json').write_text(json.dumps({'model': {'k': k}}))
+    files.write_text(folder / 'config.json', json.dumps({'model': {'k': k}}))
     results = {'lbfgs/pre_logits/top1': 0.3 + 0.1 * i, 'lbfgs/block1/top1': 0.2,
                'lbfgs/pre_logits/train_top1': 0.9, 'step': 300,
                'fewshot/5way1shot/accuracy': 0.4, 'fewshot/5way1shot/ci95': 0.02,
                'fewshot/5way5shot/accuracy': 0.6, 'fewshot/5way5shot/ci95': 0.01}
-    (folder / 'results.json').write_text(json.dumps(results))
+    files.write_text(folder / 'results.json', json.dumps(results))
   return s, cells
 
 
@@ -258,3 +266,21 @@ def test_study_configs_expand(path):
     for spec in s.figures:
       named = {spec.x, *spec.series.split(','), *(c for c, _ in spec.where)} - {''}
       assert named <= columns, (spec.name, named - columns)
+
+
+def test_study_on_gs(storage_emulator, tmp_path):
+  """A gs:// study folder (a local GCS emulator): the cells' states, a cell's log written
+  whole at its end, results.csv, results.md and a figure, all through the path layer."""
+  (tmp_path / 'fake_main.py').write_text('print("fake main on gs")\n')
+  work = f'{storage_emulator}/study'
+  s, cells = _fabricate_on(work)
+  assert [study.status(work, c) for c in cells] == ['done', 'done', 'done', 'new']
+  files.write_text(f'{work}/{cells[3].name}/checkpoint', '2')
+  assert study.status(work, cells[3]) == 'resume'
+  assert study.run_cell(cells[3], work, str(tmp_path), 'fake_main', study._Stop()) == 0
+  assert 'fake main on gs' in files.read_text(f'{work}/{cells[3].name}/log.txt')
+  spec = study.figure('lines', 'q', metric='lbfgs/pre_logits/top1', x='k', series='method')
+  s = study.study_config('configs/x.py', '', s.grids, figures=[spec])
+  assert study.report(s, cells, work) == ['results.csv', 'results.md', 'q.png']
+  assert files.read_text(f'{work}/results.csv').count('\n') == 4
+  assert files.Path(f'{work}/q.png').read_bytes()[:4] == b'\x89PNG'
