@@ -19,10 +19,11 @@ the patch tasks and VGG (§4.5).
     python -m ssl_jax.study --config=configs/studies/revisiting_width.py:runlocal \
         --workdir=/tmp/width
 
-runlocal: Rotation on ResNet50 v2 at k = 0.125 and 0.25, and on RevNet50 at k = 0.125
-with its own 64-d representation or a 256-d one, 300 steps each on the shipped CIFAR-10
-subset at 32 px, L-BFGS on every end point: 4 cells, cut to what a shared 2-core CPU
-runs in well under an hour. Results: docs/studies/revisiting_width/.
+runlocal: Rotation on ResNet50 v2 at k = 0.125 and 0.25 with its own representation
+(representation_size 0: 64-d and 128-d), and at k = 0.125 with a 256-d one, 300 steps each
+on the shipped CIFAR-10 subset at 32 px, L-BFGS on every end point (pooled to at most
+2,048 features, l2 from 3 values): 3 cells, what a 2-core CPU shared with other runs gets
+through in under an hour. Results: docs/studies/revisiting_width/.
 """
 
 from ssl_jax import study
@@ -40,33 +41,39 @@ def get_config(arg: str | None = None):
   runlocal = arg == 'runlocal'
   if arg not in (None, '', 'runlocal'):
     raise ValueError(f'revisiting_width takes no argument but runlocal, not {arg!r}.')
-  methods, architectures = METHODS, ARCHITECTURES
-  widths, sizes, size_widths = (4, 8, 12, 16), (512, 1024, 2048, 4096, 8192), (4, 8, 16)
   overrides = {'evals.lbfgs.layers': ALL_LAYERS}
-  if runlocal:
-    methods = {'rotation': METHODS['rotation']}
-    architectures = {'ResNet50 v2': ARCHITECTURES['ResNet50 v2']}
-    widths, sizes, size_widths = (0.125, 0.25), (0, 256), (0.125,)
-    overrides.update({'total_steps': 300, 'checkpoint_every': 100,
-                      # The SGD probe's 20 runlocal epochs on six end points would take
-                      # longer than the pretraining; L-BFGS covers every layer.
-                      'evals.linear.total_epochs': 2.0, 'evals.linear.layers': ('pre_logits',)})
+  method, revnet = {'rotation': METHODS['rotation']}, {'RevNet50': ARCHITECTURES['RevNet50']}
   grids = [
-      [study.variants('method', methods), study.variants('architecture', architectures),
-       study.axis('model.k', widths)],
-      [study.variants('method', {'rotation': METHODS['rotation']}),
-       study.variants('architecture', {'RevNet50': ARCHITECTURES['RevNet50']}),
-       study.axis('model.k', size_widths),
-       study.axis('model.representation_size', sizes)],
+      [study.variants('method', METHODS), study.variants('architecture', ARCHITECTURES),
+       study.axis('model.k', (4, 8, 12, 16))],
+      [study.variants('method', method), study.variants('architecture', revnet),
+       study.axis('model.k', (4, 8, 16)),
+       study.axis('model.representation_size', (512, 1024, 2048, 4096, 8192))],
   ]
+  if runlocal:
+    resnet = {'ResNet50 v2': ARCHITECTURES['ResNet50 v2']}
+    grids = [
+        [study.variants('method', method), study.variants('architecture', resnet),
+         study.axis('model.k', (0.125, 0.25)), study.axis('model.representation_size', (0,))],
+        [study.variants('method', method), study.variants('architecture', resnet),
+         study.axis('model.k', (0.125,)), study.axis('model.representation_size', (256,))],
+    ]
+    overrides.update({'total_steps': 300, 'checkpoint_every': 100,
+                      # The SGD probe's 20 runlocal epochs on six end points, and L-BFGS
+                      # on 9,000 features with 6 values of l2, would take longer than the
+                      # pretraining on this CPU.
+                      'evals.linear.total_epochs': 2.0, 'evals.linear.layers': ('pre_logits',),
+                      'evals.lbfgs.max_features': 2048,
+                      'evals.lbfgs.l2_grid': (1e-4, 1e-3, 1e-2)})
   metric = 'lbfgs/pre_logits/top1'
   figures = [
       study.figure('lines', 'width', metric=metric, x='k', series='method,architecture',
-                   log_x=True, where={'representation_size': ''},
+                   log_x=True, where={'representation_size': 0 if runlocal else ''},
                    title='Width (Revisiting Table 1, Figure 3)'),
+      # In runlocal, representation_size 0 is the network's own (512k: 64-d at k=0.125).
       study.figure('lines', 'representation_size', metric=metric, x='representation_size',
-                   series='k', log_x=True,
-                   title='Representation size, Rotation RevNet50 (Figure 6)'),
+                   series='k', log_x=not runlocal,
+                   title='Representation size, Rotation (Figure 6)'),
       study.figure('layers', 'layers', evaluator='lbfgs',
                    series='method,architecture,k,representation_size',
                    title='L-BFGS top-1 per end point (Figure 5)'),
