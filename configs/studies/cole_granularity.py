@@ -1,0 +1,57 @@
+r"""Cole et al. 2022, Figure 6: accuracy at each level of a label hierarchy.
+
+    python -m ssl_jax.study --config=configs/studies/cole_granularity.py \
+        --workdir=gs://BUCKET/studies/cole_granularity --launch=print
+
+Grid 1 pretrains SimCLR and the supervised baseline on iNat21 (`i_naturalist2021`). Grid 2
+evaluates each of those encoders (``encoder_workdir``: no training) by the linear probe at
+each taxonomic level, the labels mapped from species to the level by the probe's
+``label_map`` (kingdom ... genus; species is the dataset's own labels). Grid 1's cells run
+first, so the runner's order is the dependency.
+What the paper found (reference contrastive.md §5): SimCLR is close to supervised at the
+kingdom level and falls behind quickly towards species (a coarse-grained bias of the
+contrastive loss; colour jitter's loss of fine cues is judged not the whole story).
+
+    python -m ssl_jax.study --config=configs/studies/cole_granularity.py:runlocal \
+        --workdir=/tmp/granularity
+
+runlocal: the shipped CIFAR-10 subset, SimCLR and supervised at k=0.25 for 300 steps, each
+probed on CIFAR-10's 10 classes and on 2 (animal or vehicle; label_map
+'cifar10_animal_vehicle'): 2 + 4 cells.
+"""
+
+from ssl_jax import study
+
+# Level -> the probe's label_map ('' : the dataset's own labels).
+LEVELS = {level: level for level in ('kingdom', 'phylum', 'class', 'order', 'family', 'genus')}
+LEVELS['species'] = ''
+RUNLOCAL_LEVELS = {'animal or vehicle': 'cifar10_animal_vehicle', '10 classes': ''}
+
+
+def _methods(arg: str) -> dict[str, dict[str, str]]:
+  """The two pretrainings (config file and argument)."""
+  return {'SimCLR': {'arg': arg},
+          'supervised': {'config': 'configs/supervised_v1_resnet50.py', 'arg': arg}}
+
+
+def get_config(arg: str | None = None):
+  """The full study, or with ``runlocal`` its CPU version."""
+  if arg not in (None, '', 'runlocal'):
+    raise ValueError(f'cole_granularity takes no argument but runlocal, not {arg!r}.')
+  runlocal = arg == 'runlocal'
+  methods = _methods('' if runlocal else 'dataset=i_naturalist2021')
+  levels = RUNLOCAL_LEVELS if runlocal else LEVELS
+  # The evaluation cells: the same config, the pretrained cell's encoder.
+  evaluated = {name: dict(overrides, encoder_workdir=f'{{study}}/method-{name}')
+               for name, overrides in methods.items()}
+  grids = [
+      [study.variants('method', methods)],
+      [study.variants('method', evaluated),
+       study.variants('level', {name: {'evals.linear.label_map': label_map}
+                                for name, label_map in levels.items()})],
+  ]
+  figures = [study.figure('bars', 'granularity', metric='linear/pre_logits/top1', x='level',
+                          series='method', title='Linear probe by label level (Cole Fig. 6)')]
+  return study.study_config('configs/simclr_resnet50.py', arg or '', grids,
+                            overrides={'total_steps': 300} if runlocal else {},
+                            figures=figures)
