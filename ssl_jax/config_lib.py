@@ -46,6 +46,7 @@ def run_config(task: str) -> ConfigDict:
   what their recipe changes and add evaluator instances with :func:`evaluator`."""
   from ssl_jax import optim
   from ssl_jax import models
+  from ssl_jax import sharding
   from ssl_jax.data import augment
   from ssl_jax.data import input_pipeline
   from ssl_jax.data import preprocess
@@ -71,6 +72,7 @@ def run_config(task: str) -> ConfigDict:
   c.augment = augment.config()
   c.model = models.config()
   c.optimizer = optim.config()
+  c.mesh = sharding.config()  # FSDP: parameters and optimiser state split over devices.
   task_section = _section(import_component('tasks', task))
   if task_section:
     c[task] = task_section
@@ -104,6 +106,7 @@ def validate(config: ConfigDict) -> None:
   run-level fields here, each section by its owner's ``validate``."""
   from ssl_jax import optim
   from ssl_jax import models
+  from ssl_jax import sharding
   from ssl_jax.data import augment
   from ssl_jax.data import preprocess
   if config.batch_size <= 0 or config.eval_batch_size <= 0:
@@ -113,6 +116,7 @@ def validate(config: ConfigDict) -> None:
                      hasattr(task, 'bn_groups'))
   models.validate(config.model)
   optim.validate(config.optimizer)
+  sharding.validate(config.mesh)
   augment.validate(config.augment)
   preprocess.validate(config.input)
   if hasattr(task, 'validate'):

@@ -437,7 +437,7 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
     ds = tf.data.Dataset.zip(tuple(streams)).map(
         lambda *parts: {k: tf.concat([p[k] for p in parts], 0) for k in parts[0]})
   ds = ds.prefetch(tf.data.AUTOTUNE)
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names))
   for batch in ds.as_numpy_iterator():
     yield _to_global(batch, sharding)
 
@@ -520,7 +520,7 @@ def eval_batches(dataset: ml_collections.ConfigDict, inp: ml_collections.ConfigD
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(
       num_batches * local_batch - num_local))
   ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names))
   return (_to_global(b, sharding) for b in ds.as_numpy_iterator()), num_batches
 
 
