@@ -68,7 +68,7 @@ def test_fsdp_equals_the_replicated_run(task, fsdp):
                                fsdp=fsdp)
   np.testing.assert_allclose(split_losses, losses, rtol=1e-4)
   for a, b in zip(jax.tree.leaves(replicated), jax.tree.leaves(split)):
-    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-5)
   # Channel counts of the tiny model are multiples of 4, so nearly everything splits.
   assert _split_fraction(replicated.params) == 1.0
   for part in (split.params, split.opt_state):
@@ -86,19 +86,22 @@ def test_checkpoint_moves_between_replicated_and_fsdp(tmp_path):
   task = step_lib.import_task(config)
   tx, _ = make_optimizer(config)
 
-  def fresh_state(fsdp, seed):
+  def fresh_state(fsdp):
     mesh = step_lib.make_mesh(jax.devices(), fsdp)
     model = step_lib.build_model(config, task, 10, mesh)
-    with config.unlocked():
-      config.seed = seed
     return step_lib.create_state(config, model, tx, task, mesh)
 
-  saved = fresh_state(1, seed=0)
+  def zeros(state):  # A template of other values: the restore must replace them.
+    return jax.tree.map(lambda x: jax.device_put(np.zeros(x.shape, x.dtype), x.sharding),
+                        state)
+
+  saved = fresh_state(1)
+  templates = {1: zeros(saved), 4: zeros(fresh_state(4))}
   for directory, target_fsdp in (('to_fsdp', 4), ('to_replicated', 1)):
     ckpt = checkpoint.Checkpointer(str(tmp_path / directory))
     ckpt.save(1, saved)
     ckpt.wait()
-    template = fresh_state(target_fsdp, seed=1)  # Other values: the restore must replace them.
+    template = templates[target_fsdp]
     restored = ckpt.restore(template)
     ckpt.close()
     for a, b, t in zip(jax.tree.leaves(saved), jax.tree.leaves(restored),
@@ -150,7 +153,11 @@ def test_remat_gives_the_same_loss_and_gradients(module, variant):
           == jax.tree.structure(variables))
   (loss, stats), grads = loss_and_grads(plain)
   (remat_loss, remat_stats), remat_grads = loss_and_grads(remat)
+  # The recomputed forward is fused and rounded differently: with gradients up to ~500,
+  # each agrees to 1e-5 of the largest.
+  scale = max(float(np.max(np.abs(g))) for g in jax.tree.leaves(grads))
   np.testing.assert_allclose(remat_loss, loss, rtol=1e-6)
-  # Another fusion may round differently: gradients of ~500 agree to 1e-5 of the largest.
-  for a, b in zip(jax.tree.leaves((stats, grads)), jax.tree.leaves((remat_stats, remat_grads))):
-    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(a))))
+  for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(remat_stats)):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(remat_grads)):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * scale)
