@@ -26,10 +26,21 @@ step (augmentation, BatchNorm, convolutions; ssl_jax/step_profile.py):
 
     python -m ssl_jax.benchmark --config=configs/simclr_resnet50.py:runlocal \
         --steps=5 --lbfgs_features=0 --profile=/tmp/profile
+
+``--memory`` prints instead the compiled memory per device of the config's train step
+(``jit(step).lower(...).compile().memory_analysis()``: arguments, outputs, temporaries,
+and their total less the donated state that the outputs reuse) for ResNet50 v1 and RevNet50
+at width ``--memory_k`` (16), with the train state replicated or split over
+``--memory_fsdp`` devices (``mesh.fsdp``) and with and without ``model.remat``, at
+``--batch`` images (default: 8 per device, the released Revisiting configs' 64 images on 8
+TPU cores). Nothing is allocated: the step is lowered from abstract arrays.
+
+    python -m ssl_jax.benchmark --config=configs/rotation_revnet50.py --memory
 """
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 import time
@@ -61,6 +72,12 @@ PROFILE = flags.DEFINE_string('profile', '', 'Directory: trace --profile_steps s
                               'it and print the top ops by time (empty: no profile).')
 PROFILE_STEPS = flags.DEFINE_integer('profile_steps', 3, 'Steps traced by --profile.')
 PROFILE_TOP = flags.DEFINE_integer('profile_top', 15, 'Ops listed by --profile.')
+MEMORY = flags.DEFINE_bool('memory', False, 'Print the compiled memory per device of the '
+                           'train step for ResNet50 v1 and RevNet50, with and without '
+                           'mesh.fsdp and model.remat, instead of timing it.')
+MEMORY_K = flags.DEFINE_float('memory_k', 16.0, 'Width k of the models of --memory.')
+MEMORY_FSDP = flags.DEFINE_integer('memory_fsdp', 0, 'mesh.fsdp of the split rows of '
+                                   '--memory (0: all devices).')
 COMPILATION_CACHE_DIR = flags.DEFINE_string(
     'compilation_cache_dir', '', 'Persistent XLA compilation cache (local or gs://), as '
     'ssl_jax.main\'s: a second benchmark of the same step skips its compilation.')
@@ -90,11 +107,16 @@ HOST = flags.DEFINE_enum('host', 'tpu_v5e', sorted(input_benchmark.HOST_CORES_PE
 
 
 IMAGENET_TRAIN = 1_281_167  # Images in ImageNet's train split: the schedule's epochs.
+# The released Revisiting configs: 64 images on 8 TPU cores (reference revisiting.md §2.1).
+PAPER_IMAGES_PER_DEVICE = 8
+# (row label, model section fields) of --memory.
+MEMORY_MODELS = (('ResNet50 v1', {'name': 'resnet', 'variant': 'v1'}),
+                 ('RevNet50', {'name': 'revnet'}))
 
 
 def build_training(config) -> tuple:
   """(jitted train step, state, synthetic batch on the devices, mesh) of ``config``."""
-  mesh = step_lib.make_mesh()
+  mesh = step_lib.make_mesh(fsdp=config.mesh.fsdp)
   task = step_lib.import_task(config)
   tx, schedule, total = optim.for_run(
       config.optimizer, batch_size=config.batch_size, num_examples=IMAGENET_TRAIN,
@@ -108,6 +130,59 @@ def build_training(config) -> tuple:
   batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
   return train_step, state, batch, mesh
+
+
+def compiled_memory(config, mesh: jax.sharding.Mesh) -> dict[str, int]:
+  """Bytes per device of ``config``'s train step compiled on ``mesh``, from abstract
+  state and batch: 'argument', 'output', 'temp', 'alias' (outputs written over the donated
+  state) and 'total' = argument + output - alias + temp."""
+  task = step_lib.import_task(config)
+  tx, schedule, total_steps = optim.for_run(
+      config.optimizer, batch_size=config.batch_size, num_examples=IMAGENET_TRAIN,
+      steps=config.total_steps, epochs=config.total_epochs)
+  model = step_lib.build_model(config, task, 1000, mesh)
+  abstract = jax.eval_shape(lambda: step_lib.init_state(config, model, tx, task))
+  shardings = step_lib.state_sharding(abstract, mesh, task, config.mesh.fsdp_min_bytes)
+  state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                       abstract, shardings)
+  batch_sharding = step_lib.batch_sharding(mesh)
+  batch = {key: jax.ShapeDtypeStruct((config.batch_size,) + shape, np.uint8,
+                                     sharding=batch_sharding)
+           for key, shape in step_lib.input_shapes(config, task).items()}
+  batch['label'] = jax.ShapeDtypeStruct((config.batch_size,), np.int32,
+                                        sharding=batch_sharding)
+  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total_steps)
+  stats = train_step.lower(state, batch).compile().memory_analysis()
+  row = {'argument': stats.argument_size_in_bytes, 'output': stats.output_size_in_bytes,
+         'temp': stats.temp_size_in_bytes, 'alias': stats.alias_size_in_bytes}
+  row['total'] = row['argument'] + row['output'] - row['alias'] + row['temp']
+  return row
+
+
+def memory_table(config, k: float, fsdp: int) -> list[dict]:
+  """:func:`compiled_memory` of each of :data:`MEMORY_MODELS` at width ``k``, replicated
+  and split over ``fsdp`` devices, without and with remat; one dict per row."""
+  rows = []
+  for label, fields in MEMORY_MODELS:
+    for split in sorted({1, fsdp}):
+      for remat in (False, True):
+        row_config = copy.deepcopy(config)
+        row_config.model.update(fields, k=k, remat=remat)
+        row_config.mesh.fsdp = split
+        t0 = time.perf_counter()
+        row = compiled_memory(row_config, step_lib.make_mesh(fsdp=split))
+        rows.append(dict(row, model=label, fsdp=split, remat=remat,
+                         compile_s=time.perf_counter() - t0))
+        print_memory_row(rows[-1])
+  return rows
+
+
+def print_memory_row(row: dict) -> None:
+  """One row of the --memory table, in GiB per device."""
+  gib = lambda n: f'{n / 2**30:.2f}'  # noqa: E731
+  print(f'| {row["model"]} | {row["fsdp"]} | {"yes" if row["remat"] else "no"} | '
+        f'{gib(row["argument"])} | {gib(row["output"])} | {gib(row["temp"])} | '
+        f'{gib(row["total"])} | {row["compile_s"]:.0f} |', flush=True)
 
 
 def time_training(train_step, state, batch, steps: int, batch_size: int,
@@ -204,6 +279,16 @@ def main(argv):
   if COMPILATION_CACHE_DIR.value:
     compilation_cache.enable(COMPILATION_CACHE_DIR.value)
   device = jax.devices()[0].device_kind
+  if MEMORY.value:
+    config.batch_size = BATCH.value or PAPER_IMAGES_PER_DEVICE * jax.device_count()
+    print(f'\nCompiled memory per device (GiB), {config.task}, k={MEMORY_K.value:g}, '
+          f'{config.input.image_size} px, {config.model.dtype}, batch {config.batch_size} '
+          f'images on {jax.device_count()} x {device}')
+    print('| model | mesh.fsdp | remat | arguments | outputs | temporaries | total | '
+          'compile s |')
+    print('|---|---|---|---|---|---|---|---|')
+    memory_table(config, MEMORY_K.value, MEMORY_FSDP.value or jax.device_count())
+    return
   train_step, state, batch, mesh = build_training(config)
   # Compiled ahead of time, so that the timing and the profile run one executable.
   compiled = train_step.lower(state, batch).compile()

@@ -46,6 +46,7 @@ def run_config(task: str) -> ConfigDict:
   what their recipe changes and add evaluator instances with :func:`evaluator`."""
   from ssl_jax import optim
   from ssl_jax import models
+  from ssl_jax import sharding
   from ssl_jax import writers
   from ssl_jax.data import augment
   from ssl_jax.data import corruption
@@ -78,6 +79,7 @@ def run_config(task: str) -> ConfigDict:
   c.model = models.config()
   c.optimizer = optim.config()
   c.writers = writers.config()  # Optional writers beside TensorBoard (W&B).
+  c.mesh = sharding.config()  # FSDP: parameters and optimiser state split over devices.
   task_section = _section(import_component('tasks', task))
   if task_section:
     c[task] = task_section
@@ -111,6 +113,7 @@ def validate(config: ConfigDict) -> None:
   run-level fields here, each section by its owner's ``validate``."""
   from ssl_jax import optim
   from ssl_jax import models
+  from ssl_jax import sharding
   from ssl_jax import writers
   from ssl_jax.data import augment
   from ssl_jax.data import corruption
@@ -122,6 +125,7 @@ def validate(config: ConfigDict) -> None:
                      hasattr(task, 'bn_groups'))
   models.validate(config.model)
   optim.validate(config.optimizer)
+  sharding.validate(config.mesh)
   augment.validate(config.augment)
   corruption.validate(config.corruption)
   preprocess.validate(config.input)

@@ -17,21 +17,27 @@ import ml_collections
 import optax
 
 from ssl_jax import config_lib
+from ssl_jax import sharding
 from ssl_jax import tasks
 
 P = jax.sharding.PartitionSpec
 
 
-def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
-  """A one-axis ('data') mesh over ``devices`` (default: all)."""
+def make_mesh(devices: Sequence[jax.Device] | None = None,
+              fsdp: int = 1) -> jax.sharding.Mesh:
+  """The mesh over ``devices`` (default: all): one 'data' axis, or ('data', 'fsdp') with
+  ``fsdp`` > 1 (``mesh.fsdp``, ssl_jax/sharding.py); ValueError if it does not divide."""
   devices = list(devices if devices is not None else jax.devices())
-  return jax.make_mesh((len(devices),), ('data',), devices=devices,
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  shape, names = sharding.mesh_shape(fsdp, len(devices))
+  return jax.make_mesh(shape, names, devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,) * len(names))
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
-  """Leading (batch) axis split over the data axis."""
-  return jax.sharding.NamedSharding(mesh, P('data'))
+  """Leading (batch) axis split over every device: over the data axis, and the fsdp axis
+  too when there is one (each device holds its own examples either way)."""
+  names = mesh.axis_names
+  return jax.sharding.NamedSharding(mesh, P(names[0] if len(names) == 1 else names))
 
 
 def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
@@ -180,20 +186,28 @@ def init_state(config: ml_collections.ConfigDict, model: Model, tx: optax.Gradie
       task_state=task_state or None)
 
 
-def state_sharding(state: TrainState, mesh: jax.sharding.Mesh, task: ModuleType) -> Any:
-  """Shardings of a (possibly abstract) state: replicated, except the task-state entries
-  the task lists in ``SHARDED_STATE`` (a MoCo queue), split along their first axis over
-  the data axis when it divides evenly (memory: a 65,536-key queue per device is waste)."""
+def state_sharding(state: TrainState, mesh: jax.sharding.Mesh, task: ModuleType,
+                   fsdp_min_bytes: int = 0) -> Any:
+  """Shardings of a (possibly abstract) state. The task-state entries the task lists in
+  ``SHARDED_STATE`` (a MoCo queue) are split along their first axis over every device
+  when it divides evenly (memory: a 65,536-key queue per device is waste). On a mesh with
+  an 'fsdp' axis the parameters, optimiser slots and the rest of the task state (the
+  second network) follow :func:`sharding.fsdp_spec` (arrays of at most
+  ``fsdp_min_bytes`` replicated); BN statistics and the step are always replicated."""
   sharded_names = getattr(task, 'SHARDED_STATE', ())
+  fsdp = mesh.shape.get(sharding.FSDP_AXIS, 1)
 
-  def sharding(path, leaf):
+  def leaf_sharding(path, leaf):
     names = [str(getattr(p, 'key', getattr(p, 'name', ''))) for p in path]
     if (names and names[0] == 'task_state' and any(n in sharded_names for n in names)
         and leaf.ndim and leaf.shape[0] % mesh.size == 0):
       return batch_sharding(mesh)
-    return replicated(mesh)
+    if names and names[0] in ('step', 'batch_stats'):
+      return replicated(mesh)
+    return jax.sharding.NamedSharding(mesh, sharding.fsdp_spec(
+        leaf.shape, leaf.dtype.itemsize, fsdp, fsdp_min_bytes))
 
-  return jax.tree_util.tree_map_with_path(sharding, state)
+  return jax.tree_util.tree_map_with_path(leaf_sharding, state)
 
 
 def create_state(config: ml_collections.ConfigDict, model: Model,
@@ -201,7 +215,7 @@ def create_state(config: ml_collections.ConfigDict, model: Model,
                  mesh: jax.sharding.Mesh) -> TrainState:
   """:func:`init_state`, jitted straight into its shardings on ``mesh``."""
   init = lambda: init_state(config, model, tx, task)  # noqa: E731
-  shardings = state_sharding(jax.eval_shape(init), mesh, task)
+  shardings = state_sharding(jax.eval_shape(init), mesh, task, config.mesh.fsdp_min_bytes)
   return jax.jit(init, out_shardings=shardings)()
 
 
@@ -230,7 +244,8 @@ def make_train_step(config: ml_collections.ConfigDict, model: Model,
   update_task_state = getattr(task, 'update_task_state', None)
   apply_target = apply_target_fn(model)
   shardings = state_sharding(
-      jax.eval_shape(lambda: init_state(config, model, tx, task)), mesh, task)
+      jax.eval_shape(lambda: init_state(config, model, tx, task)), mesh, task,
+      config.mesh.fsdp_min_bytes)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     key_views, key_dropout, key_targets = jax.random.split(

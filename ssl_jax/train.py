@@ -75,8 +75,10 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, start: int) ->
   saved = config_lib.flatten(config_lib.from_json(text))
   new = config_lib.flatten(config)
   changed = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
-  # The task and the model fix what the checkpoint holds (the compute dtype does not).
-  fixed = [k for k in changed if k == 'task' or (k.startswith('model.') and k != 'model.dtype')]
+  # The task and the model fix what the checkpoint holds (the compute dtype and
+  # rematerialisation do not).
+  fixed = [k for k in changed if k == 'task' or (
+      k.startswith('model.') and k not in ('model.dtype', 'model.remat'))]
   if fixed and start > 0:
     raise ValueError(
         f'{workdir} holds a run trained to step {start} with another ' +
@@ -102,7 +104,9 @@ def _periodic_evaluations(config: ml_collections.ConfigDict, builder,
                           total_steps: int) -> loop.Hook | None:
   """The hook that runs every evaluator instance with ``every`` > 0 on the live encoder
   (Wu et al. 2018's kNN monitor, or a probe), to TensorBoard and metrics.jsonl. Not at
-  the last step: every instance runs after training (ssl_jax/main.py)."""
+  the last step: every instance runs after training (ssl_jax/main.py). ``mesh`` is the
+  evaluators' one-axis mesh: the encoder's variables are gathered onto it, replicated,
+  whatever sharding (``mesh.fsdp``) pretraining keeps them in."""
   periodic = {name: section for name, section in config.evals.items() if section.every > 0}
   if not periodic:
     return None
@@ -115,9 +119,9 @@ def _periodic_evaluations(config: ml_collections.ConfigDict, builder,
 
   def hook(done: int, state: step_lib.TrainState, batch: dict, writer: Any) -> None:
     del batch
-    variables, head_variables = (
+    variables, head_variables = jax.device_put(tuple(
         {'params': state.params.get(part, {}), 'batch_stats': state.batch_stats.get(part, {})}
-        for part in ('encoder', 'head'))
+        for part in ('encoder', 'head')), step_lib.replicated(mesh))
     for name, section in periodic.items():
       if done % section.every == 0 and done < total_steps and not loop.STOP_AGREED.is_set():
         results = context_lib.run_evaluator(
@@ -133,7 +137,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           devices: Sequence[jax.Device] | None = None) -> bool:
   """Trains ``config`` in ``workdir``; returns True when finished, False if stopped by
   SIGTERM (call again to resume)."""
-  mesh = step_lib.make_mesh(devices)
+  mesh = step_lib.make_mesh(devices, config.mesh.fsdp)
   task = step_lib.import_task(config)
   builder = input_pipeline.get_builder(config.dataset)
   info = input_pipeline.dataset_info(config.dataset, builder)
@@ -159,12 +163,13 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                      for i in p.keep_ids], workdir)
   elif keep_ids is not None:
     write_train_ids(keep_ids, workdir)
-  logging.info('Task %s, %s, %d steps, batch %d over %d devices, %d training images.',
-               config.task, config.model.name, total, config.batch_size, mesh.size,
-               num_examples)
+  logging.info('Task %s, %s, %d steps, batch %d over %d devices (state split over %d), '
+               '%d training images.', config.task, config.model.name, total,
+               config.batch_size, mesh.size, config.mesh.fsdp, num_examples)
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
   summary_fn = step_lib.make_summary_fn(config, task, mesh)
-  evaluations = _periodic_evaluations(config, builder, mesh, workdir, total)
+  evaluations = _periodic_evaluations(config, builder, step_lib.make_mesh(devices), workdir,
+                                      total)
   sections = step_lib.task_sections(config)
 
   def batches_from(start: int):

@@ -549,7 +549,7 @@ def train_batches(dataset: ml_collections.ConfigDict, builder, mesh: jax.shardin
     ds = tf.data.Dataset.zip(tuple(streams)).map(
         lambda *parts: {k: tf.concat([p[k] for p in parts], 0) for k in parts[0]})
   ds = ds.prefetch(tf.data.AUTOTUNE).with_options(host_options(dataset))
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names))
   yield from prefetch.to_devices(ds.as_numpy_iterator(), lambda b: _to_global(b, sharding),
                                  dataset.prefetch)
 
@@ -719,7 +719,7 @@ def eval_batches(dataset: ml_collections.ConfigDict, inp: ml_collections.ConfigD
       num_batches * local_batch - num_local))
   ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   ds = ds.with_options(host_options(dataset))
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names))
   return prefetch.to_devices(ds.as_numpy_iterator(), lambda b: _to_global(b, sharding),
                              dataset.prefetch), num_batches
 

@@ -33,6 +33,10 @@ def config() -> ml_collections.ConfigDict:
   # of k (0: none, pre_logits is the pooled block4).
   c.representation_size = 0
   c.vgg_names = 'paper'  # VGG end points named as the paper ('paper') or code ('code').
+  # Rematerialisation: each residual unit (ResNet bottleneck, RevNet unit) keeps only its
+  # input for the backward pass and recomputes its inside (nn.remat): less activation
+  # memory for one more forward per unit; the same outputs and gradients. VGG ignores it.
+  c.remat = False
   return c
 
 

@@ -85,15 +85,18 @@ class ResNet(nn.Module):
   representation_size: int = 0
   zero_init_last_bn: bool = False  # v1 only: v2 units end in a conv, not a BN.
   conv_init: str = 'glorot_uniform'  # A key of layers.CONV_INITS.
+  remat: bool = False  # Recompute each unit in the backward pass (models.config()).
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
     bn = functools.partial(layers.BatchNorm, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                     groups=self.bn_groups, dtype=self.dtype)
-    unit = BottleneckV2
+    unit = BottleneckV1 if self.variant == 'v1' else BottleneckV2
+    if self.remat:  # Argument 2 (self is 0) is ``train``, a Python bool.
+      unit = nn.remat(unit, static_argnums=(2,))
     if self.variant == 'v1':
-      unit = functools.partial(BottleneckV1, zero_init_last=self.zero_init_last_bn)
+      unit = functools.partial(unit, zero_init_last=self.zero_init_last_bn)
     conv = functools.partial(layers.Conv, init=self.conv_init)
     end_points = {}
     x = conv(layers.channels(16, self.k), 7, self.root_stride, self.dtype,
@@ -126,4 +129,5 @@ def build(model_config: ml_collections.ConfigDict, *, bn_groups: int = 1) -> Res
                 bn_momentum=model_config.bn_momentum, bn_epsilon=model_config.bn_epsilon,
                 bn_groups=bn_groups, representation_size=model_config.representation_size,
                 zero_init_last_bn=model_config.zero_init_last_bn,
-                conv_init=model_config.conv_init, dtype=jnp.dtype(model_config.dtype))
+                conv_init=model_config.conv_init, remat=model_config.remat,
+                dtype=jnp.dtype(model_config.dtype))

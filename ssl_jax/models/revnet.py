@@ -92,12 +92,15 @@ class RevNet(nn.Module):
   # Every F starts at 0 (its last conv zero-initialised), the reversible counterpart of
   # ResNet v1's zero-initialised last BN gamma (Goyal et al. 2017): a runlocal choice.
   zero_init_residual: bool = False
+  remat: bool = False  # Recompute each unit in the backward pass (models.config()).
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
     bn = functools.partial(layers.BatchNorm, momentum=self.bn_momentum,
                            epsilon=self.bn_epsilon, groups=self.bn_groups, dtype=self.dtype)
+    # Argument 2 (self is 0) is ``train``, a Python bool.
+    unit = nn.remat(RevUnit, static_argnums=(2,)) if self.remat else RevUnit
     end_points = {}
     # §1.2: the root conv is a "random projection" to 64k channels with no BN, no ReLU and
     # no weight decay (the _nowd suffix excludes it in ssl_jax.optim).
@@ -111,8 +114,8 @@ class RevNet(nn.Module):
       x = pool_and_widen(x, width, stride)
       inner = layers.channels(8 * 2**stage, self.k)  # C/8: half of ResNet's at the same k.
       for i in range(num_units):
-        x = RevUnit(width, inner, bn, self.dtype, self.zero_init_residual,
-                    name=f'block{stage + 1}_{i}')(x, train)
+        x = unit(width, inner, bn, self.dtype, self.zero_init_residual,
+                 name=f'block{stage + 1}_{i}')(x, train)
       end_points[f'block{stage + 1}'] = x
     x = bn(name='final_bn')(x, train)
     if self.last_relu:
@@ -129,4 +132,4 @@ def build(model_config: ml_collections.ConfigDict, *, bn_groups: int = 1) -> Rev
                 bn_momentum=model_config.bn_momentum, bn_epsilon=model_config.bn_epsilon,
                 bn_groups=bn_groups, representation_size=model_config.representation_size,
                 zero_init_residual=model_config.zero_init_last_bn,
-                dtype=jnp.dtype(model_config.dtype))
+                remat=model_config.remat, dtype=jnp.dtype(model_config.dtype))
