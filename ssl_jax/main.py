@@ -13,6 +13,7 @@ be one that every process reaches (gs://BUCKET/PATH on a pod).
 
 from __future__ import annotations
 
+import logging as std_logging
 import sys
 import traceback
 
@@ -92,7 +93,8 @@ def run(config, workdir: str) -> dict[str, float] | None:
 
 def _quiet_libraries(record) -> bool:
   """Keeps our INFO lines; libraries (orbax, TFDS) speak at WARNING and above."""
-  return record.levelno >= logging.WARNING or not any(
+  # record.levelno is on Python's scale; absl's logging.WARNING is -1, its verbosity.
+  return record.levelno >= std_logging.WARNING or not any(
       name in record.pathname for name in ('orbax', 'tensorflow_datasets', 'clu'))
 
 

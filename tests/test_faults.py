@@ -229,3 +229,15 @@ def test_preempted_exit_code_is_an_option(monkeypatch):
     assert exit_info.value.code == 3
   finally:
     flags.FLAGS.unparse_flags()
+
+
+def test_library_info_lines_are_filtered_and_warnings_kept():
+  import logging as std_logging
+
+  def record(path, level):
+    return std_logging.LogRecord('x', level, path, 1, 'message', None, None)
+
+  orbax = '/venv/site-packages/orbax/checkpoint/manager.py'
+  assert not main_lib._quiet_libraries(record(orbax, std_logging.INFO))
+  assert main_lib._quiet_libraries(record(orbax, std_logging.WARNING))
+  assert main_lib._quiet_libraries(record('/repo/ssl_jax/loop.py', std_logging.INFO))
