@@ -215,6 +215,27 @@ def test_corruption_reaches_the_pretraining_stream_only(builder):
     corruption.corrupt_fn(tiny_config(**{'corruption.name': 'blur'}).corruption)
 
 
+def test_each_image_has_one_corrupted_copy_in_every_epoch(builder):
+  config = tiny_config(**{'corruption.name': 'salt_pepper', 'corruption.salt_pepper_rate': 0.5,
+                          'dataset.subset_examples': 16})
+  keep = input_pipeline.pretrain_ids(config.dataset, builder)
+  mesh = step_lib.make_mesh()
+  identity = lambda f, seed: {'image': f['image']}  # noqa: E731
+
+  def two_epochs(corrupt_fn):
+    stream = input_pipeline.train_batches(config.dataset, builder, mesh, identity,
+                                          batch_size=16, seed=0, keep_ids=keep,
+                                          corrupt_fn=corrupt_fn)
+    return [np.asarray(next(stream)['image']) for _ in range(2)]
+
+  clean = two_epochs(None)
+  noisy = two_epochs(corruption.corrupt_fn(config.corruption))
+  first = {clean[0][i].tobytes(): noisy[0][i] for i in range(16)}
+  assert len(first) == 16 and not (clean[0] == noisy[0]).all()
+  for i in range(16):  # Epoch 2 reorders the images; each keeps its corrupted copy.
+    np.testing.assert_array_equal(noisy[1][i], first[clean[1][i].tobytes()])
+
+
 # Label granularity.
 
 def test_label_maps_from_names_features_and_taxonomy():

@@ -15,9 +15,9 @@ preprocessing, to the pretraining stream only (evaluators see clean images).
 The quality and the rate of the paper are not known (reference contrastive.md: "Unknown:
 JPEG quality, salt-and-pepper probability"); the defaults below are strong settings of
 this implementation, not the paper's values. The noise is a function of the image's
-``seed``: the stream passes the example's stream seed (its position in the stream), so a
-run is deterministic and a resumed run sees the same noise; an image seen in two epochs
-gets two draws, as with an augmentation (a stored corrupted copy would have one).
+``seed``: the stream passes a hash of the image's encoded bytes
+(input_pipeline.corruption_seed), so each image has one corrupted copy, the same in every
+epoch and after a resume, as a corrupted dataset stored once.
 """
 
 from __future__ import annotations

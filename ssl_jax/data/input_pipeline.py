@@ -637,6 +637,14 @@ def _pooled_records(parts: Sequence[Part], shard: int, num_shards: int, seed: in
   return records, int(sum(counts))
 
 
+def corruption_seed(encoded_image: tf.Tensor) -> tf.Tensor:
+  """int64 [2], a function of the image's encoded bytes alone: a corrupted dataset (Cole et
+  al. §4.3) holds one corrupted copy of each image, so its noise is the same in every
+  epoch, on any number of hosts and after a resume."""
+  return tf.stack([tf.strings.to_hash_bucket_fast(encoded_image, 2**62),
+                   tf.constant(0, tf.int64)])
+
+
 def _shard_batches(dataset: ml_collections.ConfigDict, parts: Sequence[Part],
                    preprocess_fn: Callable[[dict, tf.Tensor], dict], *, shard: int,
                    num_shards: int, batch: int, seed: int, start_step: int,
@@ -674,8 +682,8 @@ def _shard_batches(dataset: ml_collections.ConfigDict, parts: Sequence[Part],
   def prepare(position: tf.Tensor, example: dict) -> dict:
     example_seed = tf.stack([tf.cast(seed, tf.int64), position])
     image = example[image_key]
-    if corrupt_fn:  # Corruptions act on the whole decoded image.
-      image = corrupt_fn(preprocess.decode(image), example_seed)
+    if corrupt_fn:  # Corruptions act on the whole decoded image, the same every epoch.
+      image = corrupt_fn(preprocess.decode(image), corruption_seed(image))
     elif not encoded_images:
       image = preprocess.decode(image)
     features = {'image': image}
