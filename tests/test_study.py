@@ -22,6 +22,8 @@ from test_paths import storage_emulator  # noqa: F401 (a fixture)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROTATION = os.path.join(REPO, 'configs', 'rotation_resnet50.py')
+# A full study's required argument.
+FULL_ARGS = {'cole_granularity.py': 'taxonomy=gs://b/inat21/train.json'}
 STUDY_CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', 'studies', '*.py')))
 
 # A stand-in for ssl_jax.main: appends its argv to WORKDIR/calls.txt, finishes a cell
@@ -257,11 +259,15 @@ def test_figures_have_the_expected_axes(tmp_path):
 @pytest.mark.parametrize('path', STUDY_CONFIGS, ids=os.path.basename)
 def test_study_configs_expand(path):
   """Every shipped study, full and runlocal, expands, and its figures name its columns."""
+  from ssl_jax.data import label_map
   root = REPO
-  for arg in ('', 'runlocal'):
+  full = FULL_ARGS.get(os.path.basename(path), '')
+  for arg in (full, 'runlocal'):
     s = study.load_config(path + (':' + arg if arg else ''), root)
     cells = study.expand(s, 'gs://b/w')
     assert cells and all(c.config.split(':')[0].startswith('configs/') for c in cells)
+    maps = {v for c in cells for k, v in c.overrides.items() if k.endswith('label_map')}
+    assert {m for m in maps if m and ':' not in m} <= set(label_map.shipped_names())
     columns = set(study.columns_of(s))
     for spec in s.figures:
       named = {spec.x, *spec.series.split(','), *(c for c, _ in spec.where)} - {''}
