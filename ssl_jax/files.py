@@ -33,13 +33,7 @@ def absolute(name: str | os.PathLike) -> epath.Path:
 def write_text(path: str | os.PathLike, text: str) -> None:
   """Writes ``text`` to ``path`` whole: locally to a temporary name renamed at the end (a
   kill mid-write keeps the old file); a URL in one upload, which GCS makes atomic."""
-  path = epath.Path(path)
-  if is_url(path):
-    path.write_text(text)
-    return
-  temporary = path.with_name(path.name + '.tmp')
-  temporary.write_text(text)
-  temporary.replace(path)
+  write_bytes(path, text.encode())
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
