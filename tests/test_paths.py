@@ -159,6 +159,13 @@ ALLOWED = {
     ('ssl_jax/config_lib.py', 'os.listdir(folder)'),  # The package's own modules.
     ('ssl_jax/config_lib.py', 'os.path.abspath(path)'),  # The --config file, local.
     ('ssl_jax/files.py', 'os.path.abspath'),  # Its docstring, saying why not.
+    ('ssl_jax/benchmark.py', 'shutil.rmtree(data_dir'),  # Its own temporary JPEG dataset.
+    ('ssl_jax/plot.py', "path.open('wb')"),  # An epath Path.
+    ('ssl_jax/study.py', 'os.path.exists(full)'),  # The study's config files, local.
+    ('ssl_jax/study.py', 'open(log_path'),  # Local; on gs:// a temporary file, uploaded whole.
+    ('ssl_jax/study.py', 'os.path.abspath(study_path)'),
+    ('ssl_jax/study.py', 'os.path.abspath(path) + colon'),
+    ('ssl_jax/data/label_map.py', 'os.listdir(SHIPPED_DIR)'),  # The package's own maps.
 }
 
 
