@@ -16,6 +16,13 @@ os.environ.setdefault('TFDS_DATA_DIR', tempfile.mkdtemp(prefix='ssl_jax_tfds_'))
 # session (CPU compilation dominates the suite's time).
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='ssl_jax_xla_'))
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+# pytest-xdist's workers inherit the controller's environment: each prepares the shipped
+# dataset and keeps its compilation cache in folders of its own (two workers preparing one
+# dataset race on its final rename; one may read a cache entry the other is writing).
+if os.environ.get('PYTEST_XDIST_WORKER'):
+  for variable in ('TFDS_DATA_DIR', 'JAX_COMPILATION_CACHE_DIR'):
+    os.environ[variable] = os.path.join(os.environ[variable],
+                                        os.environ['PYTEST_XDIST_WORKER'])
 os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
 # gs:// through gcsfs, which a local GCS emulator can stand in for (tests/test_paths.py);
 # TensorFlow's GCS client, epath's default, has no endpoint setting. Read once per process,
