@@ -39,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -416,6 +417,10 @@ def draw_lines(rows: Sequence[Mapping[str, Any]], spec: ConfigDict) -> Figure:
             label=label or None)
   if spec.log_x:
     ax.set_xscale('log')
+    # The grid's own values as ticks: log scale's default 2x10^3-style labels collide.
+    xs = sorted({float(r[spec.x]) for r in rows})
+    ax.set_xticks(xs, [f'{x:,g}' for x in xs])
+    ax.minorticks_off()
   ax.set_xlabel(spec.x)
   ax.set_ylabel(spec.metric)
   return _finish(fig, ax, spec)
@@ -497,7 +502,7 @@ def draw_fewshot(rows: Sequence[Mapping[str, Any]], spec: ConfigDict) -> Figure:
 
 
 def _finish(fig: Figure, ax, spec: ConfigDict) -> Figure:
-  ax.set_title(spec.title)
+  ax.set_title(textwrap.fill(spec.title, 55), fontsize=9)
   ax.grid(alpha=0.3)
   if ax.get_legend_handles_labels()[1]:
     ax.legend(fontsize=7, title=spec.series.replace(',', ', ') or None, title_fontsize=7)
