@@ -158,6 +158,10 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
         break
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
+    # Stops the input stream's prefetch thread now, not at garbage collection or at
+    # interpreter exit, where a daemon thread inside tf.data can abort the process.
+    if hasattr(batches, 'close'):
+      batches.close()
     try:
       writer.close()  # Flushes; ends the W&B run, which write_results resumes.
     except OSError as e:  # A full disk: the checkpoint error below says what to do.
