@@ -118,21 +118,26 @@ def _ours() -> list[threading.Thread]:
 
 
 def test_prefetch_keeps_the_order_and_runs_ahead():
-  pulled = []
+  pulled, putters = [], set()
 
   def source():
     for i in itertools.count():
       pulled.append(i)
       yield i
 
-  batches = prefetch.to_devices(source(), lambda x: -x, 3)
+  def put(x):
+    putters.add(threading.current_thread().name)
+    return -x
+
+  batches = prefetch.to_devices(source(), put, 3)
   assert [next(batches) for _ in range(5)] == [0, -1, -2, -3, -4]
+  assert putters == {threading.current_thread().name}  # JAX is called from one thread.
   deadline = time.time() + 10
-  while len(pulled) < 5 + 3 and time.time() < deadline:
+  while len(pulled) < 5 + 3 + 3 and time.time() < deadline:
     time.sleep(0.01)
   time.sleep(0.2)
-  # 3 waiting in the queue and one in hand, never more.
-  assert 5 + 3 <= len(pulled) <= 5 + 3 + 1
+  # 3 put ahead, 3 waiting in the thread's queue and one in its hand, never more.
+  assert 5 + 3 + 3 <= len(pulled) <= 5 + 3 + 3 + 1
   batches.close()
   assert list(prefetch.to_devices(iter(range(4)), str, 2)) == ['0', '1', '2', '3']
 
