@@ -323,23 +323,13 @@ def gather(cells: Sequence[Cell], workdir: str) -> list[dict[str, Any]]:
     if results is None:
       continue
     saved = files.read_text(folder / 'config.json')
-    config = _flatten(json.loads(saved)) if saved else {}
+    config = config_lib.flatten(ConfigDict(json.loads(saved))) if saved else {}
     row: dict[str, Any] = {'cell': cell.name}
     for column, value in cell.columns.items():
       row[column] = config.get(cell.keys.get(column, ''), value)
     row.update(json.loads(results))
     rows.append(row)
   return rows
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      flat.update(_flatten(value, prefix + key + '.'))
-    else:
-      flat[prefix + key] = value
-  return flat
 
 
 def metric_names(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[str]:
