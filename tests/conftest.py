@@ -1,7 +1,9 @@
 """Test setup: 8 simulated CPU devices (set before JAX is imported) and a private TFDS
 data directory, so tests neither download nor touch ~/tensorflow_datasets."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # LLVM optimisation level 0: the tiny test models spend far longer compiling than running
@@ -11,10 +13,16 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_backend_optimization_level=0').strip()
 os.environ['JAX_PLATFORMS'] = 'cpu'
 os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'
-os.environ.setdefault('TFDS_DATA_DIR', tempfile.mkdtemp(prefix='ssl_jax_tfds_'))
+
 # Many tests build the same tiny train step; XLA's persistent cache compiles it once per
-# session (CPU compilation dominates the suite's time).
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='ssl_jax_xla_'))
+# session (CPU compilation dominates the suite's time). The process that makes these
+# folders (pytest's controller under xdist, whose workers inherit the variables) removes
+# them at exit: a suite run leaves about 100 MB in /tmp otherwise.
+for _variable, _prefix in (('TFDS_DATA_DIR', 'ssl_jax_tfds_'),
+                           ('JAX_COMPILATION_CACHE_DIR', 'ssl_jax_xla_')):
+  if _variable not in os.environ:
+    os.environ[_variable] = tempfile.mkdtemp(prefix=_prefix)
+    atexit.register(shutil.rmtree, os.environ[_variable], ignore_errors=True)
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 # pytest-xdist's workers inherit the controller's environment: each prepares the shipped
 # dataset and keeps its compilation cache in folders of its own (two workers preparing one

@@ -7,6 +7,7 @@ for real (a fake interpreter in a temporary home), and gpu.sh and slurm.sbatch s
 interpreters, so detaching, logs, SIGTERM and failures are exercised without a TPU or a GPU.
 """
 
+import atexit
 import json
 import os
 import re
@@ -47,6 +48,7 @@ while :; do sleep 0.05; done
 # First on every test's PATH: a gcloud and an srun that fail loudly, so that no test can reach
 # a real cloud or cluster (tests that need them put their own fakes in front).
 GUARD = tempfile.mkdtemp(prefix='ssl_jax_launch_guard_')
+atexit.register(shutil.rmtree, GUARD, ignore_errors=True)
 for _tool in ('gcloud', 'srun'):
   with open(os.path.join(GUARD, _tool), 'w') as _f:
     _f.write(f'#!/bin/sh\necho "a test called the real {_tool}" >&2\nexit 99\n')
