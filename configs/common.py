@@ -94,10 +94,12 @@ def contrastive(arg: str | None, *, task: str, batch: int, epochs: float, probe:
   evaluation by the paper's SGD linear probe on pre_logits (``probe``: a preset of
   ssl_jax/evaluate/linear.py, instance ``evals.linear``), kNN (also every 5,000 steps)
   and L-BFGS. Arguments:
-  ``k, dataset, batch, epochs, runlocal`` (k=0 means 4, or 0.25 with runlocal; epochs=0
-  the recipe's) and the config's own ``extra`` arguments with their defaults."""
+  ``k, dataset, batch, epochs, fewshot, runlocal`` (k=0 means 4, or 0.25 with runlocal;
+  epochs=0 the recipe's; ``fewshot`` adds Zhao et al.'s few-shot evaluator, instance
+  ``evals.fewshot``: 5-way 1- and 5-shot episodes on the test split's classes) and the
+  config's own ``extra`` arguments with their defaults."""
   args = config_lib.parse_arg(arg, k=0.0, dataset='imagenet2012', batch=batch, epochs=0.0,
-                              runlocal=False, **extra)
+                              fewshot=False, runlocal=False, **extra)
   c = config_lib.run_config(task)
   c.model.name = 'resnet'
   c.model.variant = 'v1'
@@ -115,6 +117,8 @@ def contrastive(arg: str | None, *, task: str, batch: int, epochs: float, probe:
   c.evals.linear = linear.preset(probe)  # The protocol of the published numbers.
   c.evals.knn = config_lib.evaluator('knn', every=5_000)
   c.evals.lbfgs = config_lib.evaluator('lbfgs', num_train_examples=100_000)
+  if args.fewshot:
+    c.evals.fewshot = config_lib.evaluator('fewshot')
   return c, args
 
 

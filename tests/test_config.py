@@ -3,6 +3,7 @@
 import glob
 import importlib.util
 import os
+import re
 
 import pytest
 
@@ -83,6 +84,21 @@ def test_every_config_loads_locked(path, arg):
   assert _load(path).__doc__ and 'python -m ssl_jax.main' in _load(path).__doc__
   if arg == 'runlocal':
     assert config.dataset.name == 'cifar10_5k' and 0 < config.total_steps <= 2000  # Minutes on a CPU.
+
+
+CONTRASTIVE_CONFIGS = [p for p in TRAINING_CONFIGS if re.search(
+    r'common\.(contrastive|moco)\(', open(p, encoding='utf-8').read())]
+
+
+@pytest.mark.parametrize('path', CONTRASTIVE_CONFIGS, ids=os.path.basename)
+def test_fewshot_argument_adds_the_fewshot_evaluator(path):
+  """``fewshot`` adds instance evals.fewshot of type fewshot (Zhao et al.'s episodes) and
+  changes nothing else."""
+  plain, with_fewshot = (_load(path).get_config(a).to_dict()
+                         for a in ('runlocal', 'runlocal,fewshot'))
+  assert 'fewshot' not in plain['evals']
+  assert with_fewshot['evals'].pop('fewshot')['type'] == 'fewshot'
+  assert with_fewshot == plain
 
 
 def _parse_command_line(*args):

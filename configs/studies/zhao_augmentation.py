@@ -9,7 +9,9 @@ with cumulative augmentation sets (reference contrastive.md §4): flip only (the
 image resized, input.crop=resize), + random resized crop (input.crop=inception, area
 0.2-1), + colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8 (augment.jitter_prob), +
 grayscale p 0.2 (augment.grayscale_prob), + Gaussian blur p 0.5 (augment.blur_prob; the
-last set is MoCo v2's aug+). Evaluated on ImageNet by MoCo's linear probe, kNN and L-BFGS;
+last set is MoCo v2's aug+). Evaluated on ImageNet by MoCo's linear probe, kNN, L-BFGS
+and 5-way 1- and 5-shot episodes on the validation classes (the configs' ``fewshot``
+argument; the paper's few-shot study pretrains on mini-ImageNet's base classes instead);
 the paper's transfer benchmarks (VOC, COCO detection) are not part of ssl_jax.
 What the paper found: augmentation matters far more for the unsupervised model's
 transfer than for the supervised one's.
@@ -48,5 +50,11 @@ def get_config(arg: str | None = None):
                           title=f'{metric} by augmentation (Zhao et al. Table 1)')
              for name, metric in (('augmentation', 'linear/pre_logits/top1'),
                                   ('augmentation_lbfgs', 'lbfgs/pre_logits/top1'))]
-  return study.study_config('configs/moco_v2_resnet50.py', arg or '', [grid],
+  figures += [study.figure('fewshot', f'fewshot_{method.split()[0].lower()}',
+                           evaluator='fewshot', series='augmentation',
+                           where={'method': method},
+                           title=f'{method}: 5-way few-shot accuracy by augmentation')
+              for method in METHODS]
+  return study.study_config('configs/moco_v2_resnet50.py',
+                            ','.join(a for a in (arg, 'fewshot') if a), [grid],
                             overrides={'total_steps': 300} if arg else {}, figures=figures)
