@@ -15,7 +15,11 @@ hurt much less; supervised pretraining reacts differently ("disparate impact").
     python -m ssl_jax.study --config=configs/studies/cole_quality.py:runlocal --workdir=/tmp/quality
 
 runlocal: the same 2 x 5 grid on the shipped CIFAR-10 subset (32 px: a 4x downsample keeps
-8 x 8 pixels), k=0.25, 300 steps each: 10 cells.
+8 x 8 pixels), k=0.25, 300 steps each: 10 cells, 23 minutes on this project's 2-core CPU
+(2026-12-01). No corruption moves SimCLR's probe by more than 1.5 points (24.9% clean),
+within the noise of 1,000 test images: at 32 px and 300 steps the paper's effect of
+resolution does not show; the table and figures are in docs/studies/cole_quality/ and the
+README.
 """
 
 from ssl_jax import study
