@@ -265,6 +265,7 @@ def test_study_configs_expand(path):
   for arg in (full, 'runlocal'):
     s = study.load_config(path + (':' + arg if arg else ''), root)
     cells = study.expand(s, 'gs://b/w')
+    study.check_keys(cells, root)  # every override names a key of its cell's config
     assert cells and all(c.config.split(':')[0].startswith('configs/') for c in cells)
     maps = {v for c in cells for k, v in c.overrides.items() if k.endswith('label_map')}
     assert {m for m in maps if m and ':' not in m} <= set(label_map.shipped_names())

@@ -5,10 +5,11 @@ r"""Cole et al. 2022, Figure 6: accuracy at each level of a label hierarchy.
         --workdir=gs://BUCKET/studies/cole_granularity --launch=print
 
 Grid 1 pretrains SimCLR and the supervised baseline on iNat21 (`i_naturalist2021`). Grid 2
-evaluates each of those encoders (``encoder_workdir``: no training) by the linear probe at
-each taxonomic level, the labels mapped from species to the level by the probe's
-``label_map`` (kingdom ... genus from iNat21's taxonomy file, the competition's train.json,
-given as ``taxonomy=PATH``; species is the dataset's own labels). Grid 1's cells run first,
+evaluates each of those encoders (``encoder_workdir``: no training) by the linear probe,
+L-BFGS and kNN at each taxonomic level, the labels mapped from species to the level by
+each evaluator's ``label_map`` (kingdom ... genus from iNat21's taxonomy file, the
+competition's train.json, given as ``taxonomy=PATH``; species is the dataset's own
+labels). Grid 1's cells run first,
 so the runner's order is the dependency.
 What the paper found (reference contrastive.md §5): SimCLR is close to supervised at the
 kingdom level and falls behind quickly towards species (a coarse-grained bias of the
@@ -20,13 +21,19 @@ contrastive loss; colour jitter's loss of fine cues is judged not the whole stor
 runlocal: the shipped CIFAR-10 subset, SimCLR and supervised at k=0.25 for 300 steps, each
 probed on CIFAR-10's 10 classes, on 5 groups (label_map 'cifar10_five_groups': air or
 water vehicle, road vehicle, bird, amphibian, mammal) and on 2 (animal or vehicle;
-'cifar10_vehicle_animal'): 2 + 6 cells.
+'cifar10_vehicle_animal'): 2 + 6 cells, 12 minutes on this project's 2-core CPU
+(2026-12-01). The supervised baseline leads SimCLR at every level by 6.0-7.9 points of the
+probe (10 classes: 30.9% against 24.9%), a gap that does not grow towards the finer
+level at this scale; the table and figures are in docs/studies/cole_granularity/ and the
+README.
 """
 
 from ssl_jax import config_lib
 from ssl_jax import study
 from ssl_jax.data import label_map
 
+# The paper's Fig. 6 is the linear probe; L-BFGS and kNN at each level are a check on it.
+MAPPED_EVALUATORS = ('linear', 'lbfgs', 'knn')
 RUNLOCAL_LEVELS = {'animal or vehicle': 'cifar10_vehicle_animal',
                    '5 groups': 'cifar10_five_groups', '10 classes': ''}
 
@@ -60,11 +67,14 @@ def get_config(arg: str | None = None):
   grids = [
       [study.variants('method', methods)],
       [study.variants('method', evaluated),
-       study.variants('level', {name: {'evals.linear.label_map': label_map}
+       study.variants('level', {name: {f'evals.{evaluator}.label_map': label_map
+                                       for evaluator in MAPPED_EVALUATORS}
                                 for name, label_map in levels.items()})],
   ]
-  figures = [study.figure('bars', 'granularity', metric='linear/pre_logits/top1', x='level',
-                          series='method', title='Linear probe by label level (Cole Fig. 6)')]
+  figures = [study.figure('bars', name, metric=metric, x='level', series='method',
+                          title=f'{metric} by label level (Cole Fig. 6)')
+             for name, metric in (('granularity', 'linear/pre_logits/top1'),
+                                  ('granularity_lbfgs', 'lbfgs/pre_logits/top1'))]
   return study.study_config('configs/simclr_resnet50.py', 'runlocal' if runlocal else '', grids,
                             overrides={'total_steps': 300} if runlocal else {},
                             figures=figures)
