@@ -16,7 +16,8 @@ configs=("$@")
 [ ${#configs[@]} -gt 0 ] || configs=(rotation_resnet50 rotation_revnet50 exemplar_resnet50
   jigsaw_resnet50 jigsaw_revnet relative_patch_resnet50 supervised_resnet50
   supervised_v1_resnet50 simclr_resnet50 moco_v1_resnet50 moco_v2_resnet50
-  exemplar_v2_resnet50 byol_resnet50 simsiam_resnet50 simsiam_resnet50:multicrop)
+  exemplar_v2_resnet50 byol_resnet50 simsiam_resnet50 multitask_resnet50
+  byol_resnet50:multicrop simsiam_resnet50:multicrop)
 mkdir -p "$out"
 score() {  # score WORKDIR PREFIX: the pre_logits top-1 in percent, or '-'.
   python -c "
