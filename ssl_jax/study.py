@@ -100,6 +100,15 @@ def figure(kind: str, name: str, *, metric: str = '', x: str = '', series: str =
                      'where': tuple((where or {}).items()), 'title': title or name})
 
 
+def probe_figures(kind: str, name: str, *, caption: str, **options: Any) -> list[ConfigDict]:
+  """The figure pair every study draws: the linear probe's top-1 on pre_logits as ``name``
+  and L-BFGS's as ``name``_lbfgs, each titled '<metric> <caption>'; ``options`` as
+  `figure`'s."""
+  return [figure(kind, name + suffix, metric=metric, title=f'{metric} {caption}', **options)
+          for suffix, metric in (('', 'linear/pre_logits/top1'),
+                                 ('_lbfgs', 'lbfgs/pre_logits/top1'))]
+
+
 def study_config(base: str, base_arg: str, grids: Sequence[Sequence[ConfigDict]], *,
                  overrides: Mapping[str, Any] | None = None,
                  figures: Sequence[ConfigDict] = (),

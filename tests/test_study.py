@@ -256,6 +256,15 @@ def test_figures_have_the_expected_axes(tmp_path):
     study.draw_lines(rows, study.figure('lines', 'q', metric='nope', x='k'))
 
 
+def test_probe_figures_are_the_probe_and_lbfgs_pair():
+  """probe_figures equals the two figures written out by hand."""
+  by_hand = [study.figure('bars', 'q', metric='linear/pre_logits/top1', x='c', series='m',
+                          title='linear/pre_logits/top1 by c'),
+             study.figure('bars', 'q_lbfgs', metric='lbfgs/pre_logits/top1', x='c', series='m',
+                          title='lbfgs/pre_logits/top1 by c')]
+  assert study.probe_figures('bars', 'q', x='c', series='m', caption='by c') == by_hand
+
+
 @pytest.mark.parametrize('path', STUDY_CONFIGS, ids=os.path.basename)
 def test_study_configs_expand(path):
   """Every shipped study, full and runlocal, expands, and its figures name its columns."""

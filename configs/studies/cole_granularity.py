@@ -9,8 +9,7 @@ evaluates each of those encoders (``encoder_workdir``: no training) by the linea
 L-BFGS and kNN at each taxonomic level, the labels mapped from species to the level by
 each evaluator's ``label_map`` (kingdom ... genus from iNat21's taxonomy file, the
 competition's train.json, given as ``taxonomy=PATH``; species is the dataset's own
-labels). Grid 1's cells run first,
-so the runner's order is the dependency.
+labels). Grid 1's cells run first, so the runner's order is the dependency.
 What the paper found (reference contrastive.md §5): SimCLR is close to supervised at the
 kingdom level and falls behind quickly towards species (a coarse-grained bias of the
 contrastive loss; colour jitter's loss of fine cues is judged not the whole story).
@@ -71,10 +70,8 @@ def get_config(arg: str | None = None):
                                        for evaluator in MAPPED_EVALUATORS}
                                 for name, label_map in levels.items()})],
   ]
-  figures = [study.figure('bars', name, metric=metric, x='level', series='method',
-                          title=f'{metric} by label level (Cole Fig. 6)')
-             for name, metric in (('granularity', 'linear/pre_logits/top1'),
-                                  ('granularity_lbfgs', 'lbfgs/pre_logits/top1'))]
+  figures = study.probe_figures('bars', 'granularity', x='level', series='method',
+                                caption='by label level (Cole Fig. 6)')
   return study.study_config('configs/simclr_resnet50.py', 'runlocal' if runlocal else '', grids,
                             overrides={'total_steps': 300} if runlocal else {},
                             figures=figures)

@@ -39,9 +39,8 @@ def get_config(arg: str | None = None):
   if arg not in (None, '', 'runlocal'):
     raise ValueError(f'cole_quality takes no argument but runlocal, not {arg!r}.')
   grid = [study.variants('method', METHODS), study.variants('corruption', CORRUPTIONS)]
-  figures = [study.figure('bars', name, metric=metric, x='corruption', series='method',
-                          title=f'{metric} by corruption of the pretraining images (Cole Fig. 5)')
-             for name, metric in (('quality', 'linear/pre_logits/top1'),
-                                  ('quality_lbfgs', 'lbfgs/pre_logits/top1'))]
+  figures = study.probe_figures(
+      'bars', 'quality', x='corruption', series='method',
+      caption='by corruption of the pretraining images (Cole Fig. 5)')
   return study.study_config('configs/simclr_resnet50.py', arg or '', [grid],
                             overrides={'total_steps': 300} if arg else {}, figures=figures)

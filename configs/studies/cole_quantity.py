@@ -44,9 +44,7 @@ def get_config(arg: str | None = None):
                        (50_000, 125_000, 250_000, 500_000, 1_000_000), name='images')]
     overrides = {}
   series = 'method' if arg == 'runlocal' else 'dataset,method'
-  figures = [study.figure('lines', name, metric=metric, x='images', series=series,
-                          log_x=True, title=f'{metric} against pretraining images (Cole Fig. 2)')
-             for name, metric in (('quantity', 'linear/pre_logits/top1'),
-                                  ('quantity_lbfgs', 'lbfgs/pre_logits/top1'))]
+  figures = study.probe_figures('lines', 'quantity', x='images', series=series, log_x=True,
+                                caption='against pretraining images (Cole Fig. 2)')
   return study.study_config('configs/simclr_resnet50.py', arg or '', [grid],
                             overrides=overrides, figures=figures)

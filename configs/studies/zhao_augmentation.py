@@ -49,10 +49,8 @@ def get_config(arg: str | None = None):
     raise ValueError(f'zhao_augmentation takes no argument but runlocal, not {arg!r}.')
   grid = [study.variants('method', METHODS),
           study.variants('augmentation', AUGMENTATIONS)]
-  figures = [study.figure('bars', name, metric=metric, x='augmentation', series='method',
-                          title=f'{metric} by augmentation (Zhao et al. Table 1)')
-             for name, metric in (('augmentation', 'linear/pre_logits/top1'),
-                                  ('augmentation_lbfgs', 'lbfgs/pre_logits/top1'))]
+  figures = study.probe_figures('bars', 'augmentation', x='augmentation', series='method',
+                                caption='by augmentation (Zhao et al. Table 1)')
   figures += [study.figure('fewshot', f'fewshot_{method.split()[0].lower()}',
                            evaluator='fewshot', series='augmentation',
                            where={'method': method},
