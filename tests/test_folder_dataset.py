@@ -13,6 +13,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
+import conftest
 from ssl_jax.data import image_folder
 from ssl_jax.data import input_pipeline
 
@@ -57,8 +58,8 @@ def test_folder_trains_through_main_command_and_evaluates(tmp_path):
        f'--workdir={workdir}'],
       cwd=REPO, capture_output=True, text=True, timeout=600,
       # One device: the folder is under test, not the sharding (compiles in half the time).
-      env=dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1 '
-               '--xla_backend_optimization_level=0'))
+      env=dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1 ' +
+               conftest.COMPILE_FAST_XLA_FLAGS))
   assert result.returncode == 0, result.stderr[-3000:]
   # Skipped, counted and named, not a crash.
   assert '1 of the 91 image files' in result.stderr and 'broken.jpg' in result.stderr

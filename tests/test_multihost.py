@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import pytest
 
+import conftest
 from conftest import tiny_config
 from ssl_jax import checkpoint
 from ssl_jax import train
@@ -56,7 +57,7 @@ def _start_pair(task: str, workdir: str, tag: str) -> tuple[list[subprocess.Pope
              f'--workdir={workdir}', f'--coordinator_address=localhost:{port}',
              '--num_processes=2', *[f'--config.{k}={v}' for k, v in overrides.items()]]
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=(
-      '--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0'))
+      '--xla_force_host_platform_device_count=4 ' + conftest.COMPILE_FAST_XLA_FLAGS))
   procs, logs = [], [f'{workdir}.{tag}.{i}.log' for i in range(2)]
   for i, log in enumerate(logs):
     with open(log, 'w') as out:

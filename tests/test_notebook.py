@@ -8,6 +8,8 @@ import jupytext
 import nbclient
 import nbformat
 
+import conftest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, 'notebooks', 'ssl_jax_colab.ipynb')
 SCRIPT = os.path.join(REPO, 'notebooks', 'ssl_jax_colab.py')
@@ -53,8 +55,8 @@ def test_notebook_runs_headless_on_cpu(tmp_path, monkeypatch):
   notebook = _with_parameters(nbformat.read(NOTEBOOK, 4), dict(TINY, WORKDIR=workdir))
   # The kernel inherits the environment: one CPU device (the notebook is under test, not
   # the sharding), the test session's TFDS folder and compilation cache.
-  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=1 '
-                     '--xla_backend_optimization_level=0')
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=1 ' +
+                     conftest.COMPILE_FAST_XLA_FLAGS)
   nbclient.NotebookClient(notebook, timeout=600, kernel_name='python3', resources={
       'metadata': {'path': os.path.join(REPO, 'notebooks')}}).execute()
   outputs = [o for c in notebook.cells if c.cell_type == 'code' for o in c.outputs]
