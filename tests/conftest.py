@@ -10,12 +10,14 @@ import tempfile
 # (a 1-vs-8-device SimCLR test: 60 s at the default level, 35 s at 0; same results), and
 # XLA:CPU's older elemental emitters instead of the fusion emitters (a 1-device BYOL
 # multi-crop step, tracing included: 31 s -> 21 s on the 2-core CPU, 2026-12-01). Test
-# subprocesses that set their own device count take these too.
-COMPILE_FAST_XLA_FLAGS = ('--xla_backend_optimization_level=0'
-                          ' --xla_cpu_use_fusion_emitters=false')
-os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_force_host_platform_device_count=8 ' +
-                           COMPILE_FAST_XLA_FLAGS).strip()
+# subprocesses that set their own device count take these too (:func:`xla_flags`).
+def xla_flags(device_count: int) -> str:
+  """XLA_FLAGS for a test process of ``device_count`` simulated CPU devices."""
+  return (f'--xla_force_host_platform_device_count={device_count}'
+          ' --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false')
+
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + xla_flags(8)).strip()
 os.environ['JAX_PLATFORMS'] = 'cpu'
 os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'
 

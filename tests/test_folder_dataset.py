@@ -58,8 +58,7 @@ def test_folder_trains_through_main_command_and_evaluates(tmp_path):
        f'--workdir={workdir}'],
       cwd=REPO, capture_output=True, text=True, timeout=600,
       # One device: the folder is under test, not the sharding (compiles in half the time).
-      env=dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1 ' +
-               conftest.COMPILE_FAST_XLA_FLAGS))
+      env=dict(os.environ, XLA_FLAGS=conftest.xla_flags(1)))
   assert result.returncode == 0, result.stderr[-3000:]
   # Skipped, counted and named, not a crash.
   assert '1 of the 91 image files' in result.stderr and 'broken.jpg' in result.stderr

@@ -56,8 +56,7 @@ def _start_pair(task: str, workdir: str, tag: str) -> tuple[list[subprocess.Pope
   command = [sys.executable, '-m', 'ssl_jax.main', f'--config={REPO}/tests/tiny.py:task={task}',
              f'--workdir={workdir}', f'--coordinator_address=localhost:{port}',
              '--num_processes=2', *[f'--config.{k}={v}' for k, v in overrides.items()]]
-  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=(
-      '--xla_force_host_platform_device_count=4 ' + conftest.COMPILE_FAST_XLA_FLAGS))
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=conftest.xla_flags(4))
   procs, logs = [], [f'{workdir}.{tag}.{i}.log' for i in range(2)]
   for i, log in enumerate(logs):
     with open(log, 'w') as out:

@@ -55,8 +55,7 @@ def test_notebook_runs_headless_on_cpu(tmp_path, monkeypatch):
   notebook = _with_parameters(nbformat.read(NOTEBOOK, 4), dict(TINY, WORKDIR=workdir))
   # The kernel inherits the environment: one CPU device (the notebook is under test, not
   # the sharding), the test session's TFDS folder and compilation cache.
-  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=1 ' +
-                     conftest.COMPILE_FAST_XLA_FLAGS)
+  monkeypatch.setenv('XLA_FLAGS', conftest.xla_flags(1))
   nbclient.NotebookClient(notebook, timeout=600, kernel_name='python3', resources={
       'metadata': {'path': os.path.join(REPO, 'notebooks')}}).execute()
   outputs = [o for c in notebook.cells if c.cell_type == 'code' for o in c.outputs]
