@@ -37,11 +37,14 @@ Commands (in the order of a run):
           requirements.txt plus jax[tpu] at requirements.txt's jax version, and this checkout's
           ssl_jax/, configs/ and requirements.txt in ~/ssl_jax_repo (replaced each time).
           Prints each host's local and global device count at the end.
-  run     --config=CONFIG --workdir=gs://BUCKET/DIR [--data_dir=gs://BUCKET/tfds] [-- MAIN_FLAGS]
+  run     --config=CONFIG --workdir=gs://BUCKET/DIR [--data_dir=gs://BUCKET/tfds]
+          [--libtpu_init_args='--xla_tpu_...=true ...'] [-- MAIN_FLAGS]
           Starts `python -m ssl_jax.main` on every worker, detached (setsid nohup: a dropped ssh
           does not stop it); each host appends to its own ~/ssl_jax_logs/run.log. The workdir
           must be on GCS (every host writes the same one, and it outlives the slice);
-          --data_dir becomes --config.dataset.data_dir. Flags after -- go to ssl_jax.main.
+          --data_dir becomes --config.dataset.data_dir; --libtpu_init_args becomes the run's
+          LIBTPU_INIT_ARGS (XLA's TPU flags; README.md, "XLA flags"). Flags after -- go to
+          ssl_jax.main.
   logs    [--worker=all|N] [--lines=50] [--follow]   The last lines of each host's log,
           prefixed by the host name; --follow (one worker) keeps printing.
   stop    [--wait_seconds=300]   SIGTERM to the run on every worker (what a preemption sends):
@@ -121,10 +124,15 @@ setup_script() {
   join_steps "${steps[@]}"
 }
 
-# The command every worker runs for `run`; the arguments are ssl_jax.main's.
+# The command every worker runs for `run`; the first argument is LIBTPU_INIT_ARGS (empty:
+# libtpu's defaults), the others are ssl_jax.main's.
 run_script() {
-  local main_command
+  local libtpu_init_args=$1 main_command
+  shift
   main_command="$REMOTE_VENV/bin/python -m ssl_jax.main $(quote_words "$@")"
+  # The workers' ssh sessions do not carry the caller's environment: set it in the command.
+  [[ -z $libtpu_init_args ]] ||
+    main_command="env LIBTPU_INIT_ARGS=$(quote_word "$libtpu_init_args") $main_command"
   local steps=(
     'set -euo pipefail'
     "mkdir -p $REMOTE_LOGS"
@@ -188,7 +196,7 @@ case $1 in
 esac
 
 TPU='' ZONE='' PROJECT='' ACCELERATOR_TYPE='' RUNTIME_VERSION='' SPOT=0 WAIT=0
-CONFIG='' WORKDIR='' DATA_DIR='' WORKER=all LINES=50 FOLLOW=0 WAIT_SECONDS=300
+CONFIG='' WORKDIR='' DATA_DIR='' LIBTPU_INIT_ARGS_VALUE='' WORKER=all LINES=50 FOLLOW=0 WAIT_SECONDS=300
 MAIN_FLAGS=() GIVEN=()
 while [[ $# -gt 0 ]]; do
   arg=$1
@@ -206,6 +214,7 @@ while [[ $# -gt 0 ]]; do
     --config=* | --config) CONFIG=$(flag_value "$arg") ;;
     --workdir=* | --workdir) WORKDIR=$(flag_value "$arg") ;;
     --data_dir=* | --data_dir) DATA_DIR=$(flag_value "$arg") ;;
+    --libtpu_init_args=* | --libtpu_init_args) LIBTPU_INIT_ARGS_VALUE=$(flag_value "$arg") ;;
     --worker=* | --worker) WORKER=$(flag_value "$arg") ;;
     --lines=* | --lines) LINES=$(flag_value "$arg") ;;
     --follow) FOLLOW=1 ;;
@@ -221,7 +230,7 @@ check_dry_run
 case $COMMAND in
   create) ALLOWED='--accelerator_type --runtime_version --spot' ;;
   status) ALLOWED='--wait' ;;
-  run) ALLOWED='--config --workdir --data_dir --' ;;
+  run) ALLOWED='--config --workdir --data_dir --libtpu_init_args --' ;;
   logs) ALLOWED='--worker --lines --follow' ;;
   stop) ALLOWED='--wait_seconds' ;;
   setup | delete) ALLOWED='' ;;
@@ -283,7 +292,7 @@ case $COMMAND in
     [[ -z $DATA_DIR ]] || main_flags+=(--config.dataset.data_dir="$DATA_DIR")
     main_flags+=("${MAIN_FLAGS[@]}")
     run gcloud compute tpus tpu-vm ssh "$TPU" --worker=all "${GCLOUD_FLAGS[@]}" \
-      --command="$(run_script "${main_flags[@]}")"
+      --command="$(run_script "$LIBTPU_INIT_ARGS_VALUE" "${main_flags[@]}")"
     ;;
   logs)
     [[ $WORKER == all || $WORKER =~ ^[0-9]+$ ]] || usage_error "--worker=$WORKER: give all or a worker number (0, 1, ...)"

@@ -34,13 +34,21 @@ at width ``--memory_k`` (16), with the train state replicated or split over
 ``--memory_fsdp`` devices (``mesh.fsdp``) and with and without ``model.remat``, at
 ``--batch`` images (default: 8 per device, the released Revisiting configs' 64 images on 8
 TPU cores). Nothing is allocated: the step is lowered from abstract arrays.
+``--memory_topology`` compiles it for a TPU topology instead of the attached devices,
+ahead of time on any host (XLA's TPU compiler from libtpu; no TPU needed), which answers
+"does it fit" before a pod is rented:
 
     python -m ssl_jax.benchmark --config=configs/rotation_revnet50.py --memory
+    pip install libtpu==0.0.42.1  # jax[tpu]==0.10.2's; it adds start-up warnings on non-TPU hosts
+    python -m ssl_jax.benchmark --config=configs/rotation_revnet50.py --memory \
+        --memory_topology=v3:2x2
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
+import os
 import shutil
 import tempfile
 import time
@@ -48,6 +56,7 @@ import time
 from absl import app
 from absl import flags
 import jax
+from jax.experimental import topologies
 import numpy as np
 from ml_collections import config_flags
 
@@ -59,6 +68,9 @@ from ssl_jax import recipe_card
 from ssl_jax import step as step_lib
 from ssl_jax import step_profile
 from ssl_jax.evaluate import lbfgs
+
+# jax[tpu]==0.10.2's libtpu: the TPU compiler that --memory_topology runs on any host.
+LIBTPU_PIN = 'libtpu==0.0.42.1'
 
 config_flags.DEFINE_config_file('config', 'configs/rotation_resnet50.py', 'Config file.',
                                 lock_config=False)
@@ -78,6 +90,10 @@ MEMORY = flags.DEFINE_bool('memory', False, 'Print the compiled memory per devic
 MEMORY_K = flags.DEFINE_float('memory_k', 16.0, 'Width k of the models of --memory.')
 MEMORY_FSDP = flags.DEFINE_integer('memory_fsdp', 0, 'mesh.fsdp of the split rows of '
                                    '--memory (0: all devices).')
+MEMORY_TOPOLOGY = flags.DEFINE_string(
+    'memory_topology', '', 'TPU topology (e.g. v3:2x2, v5e:2x2) that --memory compiles for '
+    'ahead of time, on any host, instead of the attached devices; needs libtpu '
+    f'(`pip install {LIBTPU_PIN}`).')
 COMPILATION_CACHE_DIR = flags.DEFINE_string(
     'compilation_cache_dir', '', 'Persistent XLA compilation cache (local or gs://), as '
     'ssl_jax.main\'s: a second benchmark of the same step skips its compilation.')
@@ -159,9 +175,30 @@ def compiled_memory(config, mesh: jax.sharding.Mesh) -> dict[str, int]:
   return row
 
 
-def memory_table(config, k: float, fsdp: int) -> list[dict]:
+def topology_devices(name: str) -> list[jax.Device]:
+  """Compile-only devices of the TPU topology ``name`` (``jax.experimental.topologies``,
+  as MaxText's train_compile.py): XLA's TPU compiler runs on this host, no TPU attached.
+  ValueError naming the fix if libtpu is missing or the name is not a topology."""
+  if importlib.util.find_spec('libtpu') is None:
+    raise ValueError(f'--memory_topology={name} compiles with the TPU compiler, which is not '
+                     f'installed: pip install {LIBTPU_PIN} (jax[tpu]\'s pin).')
+  # Compile-only: there is no chip to guard, so other processes may load libtpu too (its
+  # lockfile would otherwise refuse a second benchmark, or the test beside one).
+  os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
+  try:
+    return list(topologies.get_topology_desc(name, platform='tpu').devices)
+  except jax.errors.JaxRuntimeError as e:
+    if 'INVALID_ARGUMENT' not in str(e):
+      raise
+    raise ValueError(f'--memory_topology={name} is not a TPU topology that libtpu knows '
+                     f'(such as v3:2x2, v4:2x2x1, v5e:2x2, v5p:2x2x1, v6e:2x2): {e}') from e
+
+
+def memory_table(config, k: float, fsdp: int,
+                 devices: list[jax.Device] | None = None) -> list[dict]:
   """:func:`compiled_memory` of each of :data:`MEMORY_MODELS` at width ``k``, replicated
-  and split over ``fsdp`` devices, without and with remat; one dict per row."""
+  and split over ``fsdp`` devices, without and with remat, on ``devices`` (default: all
+  attached); one dict per row."""
   rows = []
   for label, fields in MEMORY_MODELS:
     for split in sorted({1, fsdp}):
@@ -170,7 +207,7 @@ def memory_table(config, k: float, fsdp: int) -> list[dict]:
         row_config.model.update(fields, k=k, remat=remat)
         row_config.mesh.fsdp = split
         t0 = time.perf_counter()
-        row = compiled_memory(row_config, step_lib.make_mesh(fsdp=split))
+        row = compiled_memory(row_config, step_lib.make_mesh(devices, fsdp=split))
         rows.append(dict(row, model=label, fsdp=split, remat=remat,
                          compile_s=time.perf_counter() - t0))
         print_memory_row(rows[-1])
@@ -280,14 +317,16 @@ def main(argv):
     compilation_cache.enable(COMPILATION_CACHE_DIR.value)
   device = jax.devices()[0].device_kind
   if MEMORY.value:
-    config.batch_size = BATCH.value or PAPER_IMAGES_PER_DEVICE * jax.device_count()
+    devices = (topology_devices(MEMORY_TOPOLOGY.value) if MEMORY_TOPOLOGY.value
+               else jax.devices())
+    config.batch_size = BATCH.value or PAPER_IMAGES_PER_DEVICE * len(devices)
     print(f'\nCompiled memory per device (GiB), {config.task}, k={MEMORY_K.value:g}, '
           f'{config.input.image_size} px, {config.model.dtype}, batch {config.batch_size} '
-          f'images on {jax.device_count()} x {device}')
+          f'images on {len(devices)} x {devices[0].device_kind}')
     print('| model | mesh.fsdp | remat | arguments | outputs | temporaries | total | '
           'compile s |')
     print('|---|---|---|---|---|---|---|---|')
-    memory_table(config, MEMORY_K.value, MEMORY_FSDP.value or jax.device_count())
+    memory_table(config, MEMORY_K.value, MEMORY_FSDP.value or len(devices), devices)
     return
   train_step, state, batch, mesh = build_training(config)
   # Compiled ahead of time, so that the timing and the profile run one executable.

@@ -45,6 +45,7 @@ os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
 os.environ['EPATH_USE_TF'] = 'false'
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 from ssl_jax import config_lib  # noqa: E402
 import tiny  # noqa: E402
@@ -115,3 +116,42 @@ def compare_1_and_8_devices(config, batch, metric_keys=('loss', 'grad_norm'), rt
   for a, b in zip(jax.tree.leaves(state1.params), jax.tree.leaves(state8.params)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
   return state1, metrics1
+
+
+GCS_BUCKET = 'ssl-jax-test'  # The bucket of the local GCS emulators' fixtures.
+
+
+def point_gcs_clients_at(url: str, monkeypatch) -> None:
+  """gcsfs and tensorstore, in this process and the subprocesses it starts, to the GCS
+  emulator at ``url``."""
+  import gcsfs
+  monkeypatch.setenv('STORAGE_EMULATOR_HOST', url)
+  monkeypatch.setenv('TENSORSTORE_GCS_HTTP_URL', url)
+  monkeypatch.setenv('GOOGLE_AUTH_TOKEN_FOR_TESTING', 'test')  # No credential search.
+  gcsfs.GCSFileSystem.clear_instance_cache()  # An instance keeps its endpoint.
+
+
+@pytest.fixture
+def storage_emulator(monkeypatch):
+  """gcp-storage-emulator, in memory, with the bucket: 'gs://BUCKET' (gcsfs works against
+  it, tensorstore does not; tests/test_paths.py)."""
+  import socket
+  from gcp_storage_emulator import server as emulator
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  server = emulator.create_server('127.0.0.1', port, in_memory=True,
+                                  default_bucket=GCS_BUCKET)
+  server.start()
+  point_gcs_clients_at(f'http://127.0.0.1:{port}', monkeypatch)
+  yield f'gs://{GCS_BUCKET}'
+  server.stop()
+
+
+def gcs_objects(url: str) -> list[str]:
+  """Every object under the gs:// ``url``, as paths relative to it."""
+  import gcsfs
+  fs = gcsfs.GCSFileSystem()
+  fs.invalidate_cache()
+  prefix = url[len('gs://'):]
+  return sorted(name[len(prefix) + 1:] for name in fs.find(prefix))

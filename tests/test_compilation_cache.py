@@ -1,5 +1,5 @@
-"""The persistent compilation cache: a second process with the same directory loads the
-program the first one compiled and wrote there."""
+"""The persistent compilation cache: a second process with the same directory, local or
+gs:// (a local GCS emulator), loads the program the first one compiled and wrote there."""
 
 import os
 import subprocess
@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import gcs_objects
 from ssl_jax import compilation_cache
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,6 +51,19 @@ def test_second_process_hits_the_cache(tmp_path):
   assert _run(cache_dir) == (compiled, 0)
   assert sorted(os.listdir(cache_dir)) == written  # Read, not written again.
   assert _run(str(tmp_path / 'other')) == (0, compiled)  # Another directory: compiled.
+
+
+def test_second_process_hits_a_gs_cache(storage_emulator):
+  """The same on gs:// (what a pod's hosts share): JAX writes the cache through
+  etils.epath, here gcsfs against gcp-storage-emulator, which both processes inherit
+  (tests/conftest.py)."""
+  cache_dir = f'{storage_emulator}/xla_cache'
+  hits, compiled = _run(cache_dir)
+  assert hits == 0 and compiled >= 1
+  written = gcs_objects(cache_dir)
+  assert len(written) == compiled
+  assert _run(cache_dir) == (compiled, 0)
+  assert gcs_objects(cache_dir) == written
 
 
 def test_enable_needs_a_directory():

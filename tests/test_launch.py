@@ -30,11 +30,12 @@ SLURM = 'launch/slurm.sbatch'
 SCRIPTS = (TPU, GPU, SLURM, 'launch/common.sh')
 COMMON = ('--tpu=ssl', '--zone=us-central2-b')
 
-# A fake interpreter: prints its GPU variables and arguments, then waits for SIGTERM (as
+# A fake interpreter: prints its GPU and TPU variables and arguments, then waits for SIGTERM (as
 # ssl_jax.main saves and exits) or, given --process_id=$FAIL_PROCESS_ID, fails at once.
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset} JAX_LOCAL_DEVICE_IDS=${JAX_LOCAL_DEVICE_IDS-unset}"
 echo "ARGS $*"
+echo "LIBTPU_INIT_ARGS=${LIBTPU_INIT_ARGS-unset}"
 for arg in "$@"; do
   [[ -n ${FAIL_PROCESS_ID:-} && $arg == --process_id=$FAIL_PROCESS_ID ]] && { echo failing; exit 3; }
 done
@@ -191,10 +192,12 @@ def test_tpu_run_is_detached_on_every_worker_with_gcs_paths():
   main_args = shlex.split(start.split(' -m ssl_jax.main ', 1)[1].split(' >> ')[0])
   assert main_args == ['--config=configs/rotation_revnet50.py:k=8', '--workdir=gs://b/rot',
                        '--config.dataset.data_dir=gs://b/tfds', '--config.total_steps=10']
+  assert 'LIBTPU_INIT_ARGS' not in start  # libtpu's defaults unless asked.
 
 
 def test_tpu_worker_commands_detach_log_refuse_a_second_run_and_stop(tmp_path):
-  """The commands run, logs and stop give each worker, run here in a temporary home."""
+  """The commands run, logs and stop give each worker, run here in a temporary home; the
+  run gets --libtpu_init_args as its LIBTPU_INIT_ARGS, spaces and all."""
   home = tmp_path / 'home'
   (home / 'ssl_jax_repo').mkdir(parents=True)
   (home / 'ssl_jax_venv' / 'bin').mkdir(parents=True)
@@ -206,7 +209,10 @@ def test_tpu_worker_commands_detach_log_refuse_a_second_run_and_stop(tmp_path):
     return subprocess.run(['bash', '-c', _remote(ssh)], env=env, capture_output=True,
                           text=True, timeout=60)
 
-  run_args = ('run', '--config=configs/rotation_resnet50.py', '--workdir=gs://b/w')
+  libtpu_flags = ('--xla_tpu_enable_async_collective_fusion=true '
+                  '--xla_enable_async_all_gather=true')
+  run_args = ('run', '--config=configs/rotation_resnet50.py', '--workdir=gs://b/w',
+              f'--libtpu_init_args={libtpu_flags}')
   started = on_worker(*run_args)
   assert started.returncode == 0, started.stderr
   log = home / 'ssl_jax_logs' / 'run.log'
@@ -217,6 +223,7 @@ def test_tpu_worker_commands_detach_log_refuse_a_second_run_and_stop(tmp_path):
     assert os.getsid(pid) == pid != os.getsid(0)
     assert 'ARGS -m ssl_jax.main --config=configs/rotation_resnet50.py --workdir=gs://b/w' \
         in log.read_text()
+    assert f'LIBTPU_INIT_ARGS={libtpu_flags}\n' in log.read_text()
     again = on_worker(*run_args)
     assert again.returncode == 1 and 'a run is going' in again.stderr
     logs = on_worker('logs', '--lines=2')

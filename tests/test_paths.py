@@ -15,7 +15,6 @@ checkpoint through epath, so the two cannot be split by client. TensorBoard even
 import json
 import os
 import re
-import socket
 import urllib.request
 
 import jax
@@ -23,6 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import GCS_BUCKET
+from conftest import gcs_objects
+from conftest import point_gcs_clients_at
 from conftest import tiny_config
 from ssl_jax import checkpoint
 from ssl_jax import encoder as encoder_lib
@@ -32,17 +34,6 @@ from ssl_jax import train
 from ssl_jax import writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUCKET = 'ssl-jax-test'
-ENV = ('STORAGE_EMULATOR_HOST', 'TENSORSTORE_GCS_HTTP_URL', 'GOOGLE_AUTH_TOKEN_FOR_TESTING')
-
-
-def _point_clients_at(url: str, monkeypatch) -> None:
-  """gcsfs and tensorstore to the emulator at ``url``."""
-  import gcsfs
-  monkeypatch.setenv('STORAGE_EMULATOR_HOST', url)
-  monkeypatch.setenv('TENSORSTORE_GCS_HTTP_URL', url)
-  monkeypatch.setenv('GOOGLE_AUTH_TOKEN_FOR_TESTING', 'test')  # No credential search.
-  gcsfs.GCSFileSystem.clear_instance_cache()  # An instance keeps its endpoint.
 
 
 @pytest.fixture
@@ -53,35 +44,12 @@ def fake_gcs_server(monkeypatch):
   server = FakeGCSServer()
   server.start()
   request = urllib.request.Request(
-      f'{server.url}/storage/v1/b', data=json.dumps({'name': BUCKET}).encode(),
+      f'{server.url}/storage/v1/b', data=json.dumps({'name': GCS_BUCKET}).encode(),
       headers={'Content-Type': 'application/json'}, method='POST')
   urllib.request.urlopen(request).close()
-  _point_clients_at(server.url, monkeypatch)
-  yield f'gs://{BUCKET}'
+  point_gcs_clients_at(server.url, monkeypatch)
+  yield f'gs://{GCS_BUCKET}'
   server.stop()
-
-
-@pytest.fixture
-def storage_emulator(monkeypatch):
-  """gcp-storage-emulator with the bucket, in memory (gcsfs works; tensorstore not)."""
-  from gcp_storage_emulator import server as emulator
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-  server = emulator.create_server('127.0.0.1', port, in_memory=True, default_bucket=BUCKET)
-  server.start()
-  _point_clients_at(f'http://127.0.0.1:{port}', monkeypatch)
-  yield f'gs://{BUCKET}'
-  server.stop()
-
-
-def _objects(url: str) -> list[str]:
-  """Every object under ``url``, as paths relative to it."""
-  import gcsfs
-  fs = gcsfs.GCSFileSystem()
-  fs.invalidate_cache()
-  prefix = url[len('gs://'):]
-  return sorted(name[len(prefix) + 1:] for name in fs.find(prefix))
 
 
 def test_checkpoints_on_gs(fake_gcs_server, tmp_path, monkeypatch):
@@ -99,7 +67,7 @@ def test_checkpoints_on_gs(fake_gcs_server, tmp_path, monkeypatch):
   assert checkpoint.latest_step(workdir) == 4
   restored = checkpoint.Checkpointer(workdir).restore(state)
   np.testing.assert_array_equal(restored['params']['w'], np.arange(6.0).reshape(2, 3) + 4)
-  assert {'2', '4'} <= {name.split('/')[1] for name in _objects(workdir)}
+  assert {'2', '4'} <= {name.split('/')[1] for name in gcs_objects(workdir)}
   assert os.listdir(tmp_path) == []
 
 
@@ -138,7 +106,7 @@ def test_run_files_on_gs(storage_emulator, tmp_path, monkeypatch):
       main_lib._log_traceback(workdir)
   error_log = files.Path(workdir, 'error.log').read_text()
   assert 'ValueError: first' in error_log and 'ValueError: second' in error_log
-  assert _objects(workdir) == ['config.json', 'configs/step_0.json', 'configs/step_4.json',
+  assert gcs_objects(workdir) == ['config.json', 'configs/step_0.json', 'configs/step_4.json',
                                'error.log', 'metrics.jsonl', 'results.json']
   assert set(logdirs) == {workdir}  # TensorBoard gets the URL itself, for tf.summary.
   assert sorted(os.listdir(tmp_path)) == ['tensorboard.jsonl']

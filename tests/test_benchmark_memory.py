@@ -1,0 +1,68 @@
+"""benchmark --memory: XLA's compiled bytes per device against the state's and batch's
+shards counted by hand (replicated and under FSDP), and --memory_topology, the same
+compilation for a TPU topology on this CPU host (run where libtpu is installed; the
+error that names the fix, everywhere)."""
+
+import importlib.util
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import make_optimizer
+from conftest import tiny_config
+from ssl_jax import benchmark
+from ssl_jax import step as step_lib
+
+HAS_LIBTPU = importlib.util.find_spec('libtpu') is not None
+
+
+def _bytes_per_device(config, mesh: jax.sharding.Mesh) -> int:
+  """The train state's and the batch's bytes on one device, from each array's shard shape
+  under the run's shardings (the step's arguments, as XLA should count them)."""
+  task = step_lib.import_task(config)
+  model = step_lib.build_model(config, task, 1000, mesh)
+  tx, _ = make_optimizer(config)
+  abstract = jax.eval_shape(lambda: step_lib.init_state(config, model, tx, task))
+  shardings = step_lib.state_sharding(abstract, mesh, task, config.mesh.fsdp_min_bytes)
+  state = sum(int(np.prod(s.shard_shape(x.shape))) * x.dtype.itemsize
+              for x, s in zip(jax.tree.leaves(abstract), jax.tree.leaves(shardings)))
+  images = sum(int(np.prod(shape)) for shape in step_lib.input_shapes(config, task).values())
+  per_device = config.batch_size // mesh.size
+  return state + per_device * (images + np.dtype(np.int32).itemsize)
+
+
+@pytest.mark.parametrize('fsdp', [1, 8])
+def test_argument_bytes_are_the_shards(fsdp):
+  """Replicated, every device holds the whole state; with mesh.fsdp=8 (no size floor)
+  each holds its shards: XLA's argument bytes equal the hand count either way. Supervised,
+  because it reads every array of the batch (jit drops an unused argument, such as the
+  labels that Rotation makes itself)."""
+  config = tiny_config('supervised', **{'mesh.fsdp': fsdp, 'mesh.fsdp_min_bytes': 0})
+  mesh = step_lib.make_mesh(fsdp=fsdp)
+  row = benchmark.compiled_memory(config, mesh)
+  assert row['argument'] == _bytes_per_device(config, mesh)
+  assert row['temp'] > 0
+  assert row['total'] == row['argument'] + row['output'] - row['alias'] + row['temp']
+
+
+def test_topology_without_libtpu_names_the_install(monkeypatch):
+  monkeypatch.setattr(benchmark.importlib.util, 'find_spec', lambda name: None)
+  with pytest.raises(ValueError, match=f'pip install {benchmark.LIBTPU_PIN}'):
+    benchmark.topology_devices('v5e:2x2')
+
+
+@pytest.mark.skipif(not HAS_LIBTPU, reason=f'needs the TPU compiler: {benchmark.LIBTPU_PIN}')
+def test_tpu_topology_compiles_on_this_host():
+  """XLA's TPU compiler, no TPU attached: 4 v5e chips, and mesh.fsdp=4 leaves each chip
+  less of the state than the replicated step (TPU tiles pad arrays, so no exact count)."""
+  devices = benchmark.topology_devices('v5e:2x2')
+  assert len(devices) == 4 and devices[0].platform == 'tpu'
+  rows = {}
+  for fsdp in (1, 4):
+    config = tiny_config(**{'mesh.fsdp': fsdp, 'mesh.fsdp_min_bytes': 0})
+    rows[fsdp] = benchmark.compiled_memory(config, step_lib.make_mesh(devices, fsdp=fsdp))
+  assert 0 < rows[4]['argument'] < rows[1]['argument']
+  assert rows[1]['temp'] > 0
+  with pytest.raises(ValueError, match='not a TPU topology'):
+    benchmark.topology_devices('v5e:3x3x3')
