@@ -1,9 +1,14 @@
 """benchmark --memory: XLA's compiled bytes per device against the state's and batch's
 shards counted by hand (replicated and under FSDP), and --memory_topology, the same
-compilation for a TPU topology on this CPU host (run where libtpu is installed; the
-error that names the fix, everywhere)."""
+compilation for a TPU topology on this CPU host. What needs the TPU compiler (libtpu, not
+in requirements.txt: it makes every non-TPU JAX start print errors) runs where it is
+installed; the error that names the fix runs everywhere."""
 
 import importlib.util
+import os
+import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -14,6 +19,7 @@ from conftest import tiny_config
 from ssl_jax import benchmark
 from ssl_jax import step as step_lib
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_LIBTPU = importlib.util.find_spec('libtpu') is not None
 
 
@@ -66,3 +72,30 @@ def test_tpu_topology_compiles_on_this_host():
   assert rows[1]['temp'] > 0
   with pytest.raises(ValueError, match='not a TPU topology'):
     benchmark.topology_devices('v5e:3x3x3')
+
+
+def _readme_libtpu_flags() -> list[str]:
+  """The LIBTPU_INIT_ARGS flags README.md recommends (its "XLA flags" TPU item)."""
+  with open(os.path.join(REPO, 'README.md')) as f:
+    readme = f.read()
+  item = readme.split('- **TPU**, `LIBTPU_INIT_ARGS`', 1)[1].split('\n- ', 1)[0]
+  item = item.split('\n\n', 1)[0]
+  return re.findall(r'--xla_\w+=\w+', item)
+
+
+@pytest.mark.skipif(not HAS_LIBTPU, reason=f'needs the TPU compiler: {benchmark.LIBTPU_PIN}')
+def test_readme_libtpu_flags_are_known_to_the_pinned_libtpu():
+  """libtpu exits at start on a flag it does not know: the README's set starts it, and an
+  unknown flag, the check's control, does not."""
+  flags = _readme_libtpu_flags()
+  assert len(flags) >= 5, flags
+
+  def start_libtpu(args: str) -> subprocess.CompletedProcess:
+    program = "from ssl_jax import benchmark; benchmark.topology_devices('v5e:2x2')"
+    return subprocess.run([sys.executable, '-c', program], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, LIBTPU_INIT_ARGS=args))
+
+  started = start_libtpu(' '.join(flags))
+  assert started.returncode == 0, started.stderr[-2000:]
+  unknown = start_libtpu('--xla_tpu_no_such_flag=true')
+  assert unknown.returncode != 0 and "Unknown command line flag" in unknown.stderr
