@@ -46,9 +46,6 @@ ahead of time on any host (XLA's TPU compiler from libtpu; no TPU needed), which
 
 from __future__ import annotations
 
-import copy
-import importlib.util
-import os
 import shutil
 import tempfile
 import time
@@ -56,21 +53,18 @@ import time
 from absl import app
 from absl import flags
 import jax
-from jax.experimental import topologies
 import numpy as np
 from ml_collections import config_flags
 
 from ssl_jax import compilation_cache
 from ssl_jax import config_lib
 from ssl_jax import input_benchmark
+from ssl_jax import memory_benchmark
 from ssl_jax import optim
 from ssl_jax import recipe_card
 from ssl_jax import step as step_lib
 from ssl_jax import step_profile
 from ssl_jax.evaluate import lbfgs
-
-# jax[tpu]==0.10.2's libtpu: the TPU compiler that --memory_topology runs on any host.
-LIBTPU_PIN = 'libtpu==0.0.42.1'
 
 config_flags.DEFINE_config_file('config', 'configs/rotation_resnet50.py', 'Config file.',
                                 lock_config=False)
@@ -93,7 +87,7 @@ MEMORY_FSDP = flags.DEFINE_integer('memory_fsdp', 0, 'mesh.fsdp of the split row
 MEMORY_TOPOLOGY = flags.DEFINE_string(
     'memory_topology', '', 'TPU topology (e.g. v3:2x2, v5e:2x2) that --memory compiles for '
     'ahead of time, on any host, instead of the attached devices; needs libtpu '
-    f'(`pip install {LIBTPU_PIN}`).')
+    f'(`pip install {memory_benchmark.LIBTPU_PIN}`).')
 COMPILATION_CACHE_DIR = flags.DEFINE_string(
     'compilation_cache_dir', '', 'Persistent XLA compilation cache (local or gs://), as '
     'ssl_jax.main\'s: a second benchmark of the same step skips its compilation.')
@@ -122,12 +116,6 @@ HOST = flags.DEFINE_enum('host', 'tpu_v5e', sorted(input_benchmark.HOST_CORES_PE
                          'Host whose cores per chip the ratio assumes.')
 
 
-IMAGENET_TRAIN = 1_281_167  # Images in ImageNet's train split: the schedule's epochs.
-# The released Revisiting configs: 64 images on 8 TPU cores (reference revisiting.md §2.1).
-PAPER_IMAGES_PER_DEVICE = 8
-# (row label, model section fields) of --memory.
-MEMORY_MODELS = (('ResNet50 v1', {'name': 'resnet', 'variant': 'v1'}),
-                 ('RevNet50', {'name': 'revnet'}))
 
 
 def build_training(config) -> tuple:
@@ -135,7 +123,7 @@ def build_training(config) -> tuple:
   mesh = step_lib.make_mesh(fsdp=config.mesh.fsdp)
   task = step_lib.import_task(config)
   tx, schedule, total = optim.for_run(
-      config.optimizer, batch_size=config.batch_size, num_examples=IMAGENET_TRAIN,
+      config.optimizer, batch_size=config.batch_size, num_examples=memory_benchmark.IMAGENET_TRAIN,
       steps=config.total_steps, epochs=config.total_epochs)
   model = step_lib.build_model(config, task, 1000, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
@@ -146,80 +134,6 @@ def build_training(config) -> tuple:
   batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
   return train_step, state, batch, mesh
-
-
-def compiled_memory(config, mesh: jax.sharding.Mesh) -> dict[str, int]:
-  """Bytes per device of ``config``'s train step compiled on ``mesh``, from abstract
-  state and batch: 'argument', 'output', 'temp', 'alias' (outputs written over the donated
-  state) and 'total' = argument + output - alias + temp."""
-  task = step_lib.import_task(config)
-  tx, schedule, total_steps = optim.for_run(
-      config.optimizer, batch_size=config.batch_size, num_examples=IMAGENET_TRAIN,
-      steps=config.total_steps, epochs=config.total_epochs)
-  model = step_lib.build_model(config, task, 1000, mesh)
-  abstract = jax.eval_shape(lambda: step_lib.init_state(config, model, tx, task))
-  shardings = step_lib.state_sharding(abstract, mesh, task, config.mesh.fsdp_min_bytes)
-  state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                       abstract, shardings)
-  batch_sharding = step_lib.batch_sharding(mesh)
-  batch = {key: jax.ShapeDtypeStruct((config.batch_size,) + shape, np.uint8,
-                                     sharding=batch_sharding)
-           for key, shape in step_lib.input_shapes(config, task).items()}
-  batch['label'] = jax.ShapeDtypeStruct((config.batch_size,), np.int32,
-                                        sharding=batch_sharding)
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total_steps)
-  stats = train_step.lower(state, batch).compile().memory_analysis()
-  row = {'argument': stats.argument_size_in_bytes, 'output': stats.output_size_in_bytes,
-         'temp': stats.temp_size_in_bytes, 'alias': stats.alias_size_in_bytes}
-  row['total'] = row['argument'] + row['output'] - row['alias'] + row['temp']
-  return row
-
-
-def topology_devices(name: str) -> list[jax.Device]:
-  """Compile-only devices of the TPU topology ``name`` (``jax.experimental.topologies``,
-  as MaxText's train_compile.py): XLA's TPU compiler runs on this host, no TPU attached.
-  ValueError naming the fix if libtpu is missing or the name is not a topology."""
-  if importlib.util.find_spec('libtpu') is None:
-    raise ValueError(f'--memory_topology={name} compiles with the TPU compiler, which is not '
-                     f'installed: pip install {LIBTPU_PIN} (jax[tpu]\'s pin).')
-  # Compile-only: there is no chip to guard, so other processes may load libtpu too (its
-  # lockfile would otherwise refuse a second benchmark, or the test beside one).
-  os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
-  try:
-    return list(topologies.get_topology_desc(name, platform='tpu').devices)
-  except jax.errors.JaxRuntimeError as e:
-    if 'INVALID_ARGUMENT' not in str(e):
-      raise
-    raise ValueError(f'--memory_topology={name} is not a TPU topology that libtpu knows '
-                     f'(such as v3:2x2, v4:2x2x1, v5e:2x2, v5p:2x2x1, v6e:2x2): {e}') from e
-
-
-def memory_table(config, k: float, fsdp: int,
-                 devices: list[jax.Device] | None = None) -> list[dict]:
-  """:func:`compiled_memory` of each of :data:`MEMORY_MODELS` at width ``k``, replicated
-  and split over ``fsdp`` devices, without and with remat, on ``devices`` (default: all
-  attached); one dict per row."""
-  rows = []
-  for label, fields in MEMORY_MODELS:
-    for split in sorted({1, fsdp}):
-      for remat in (False, True):
-        row_config = copy.deepcopy(config)
-        row_config.model.update(fields, k=k, remat=remat)
-        row_config.mesh.fsdp = split
-        t0 = time.perf_counter()
-        row = compiled_memory(row_config, step_lib.make_mesh(devices, fsdp=split))
-        rows.append(dict(row, model=label, fsdp=split, remat=remat,
-                         compile_s=time.perf_counter() - t0))
-        print_memory_row(rows[-1])
-  return rows
-
-
-def print_memory_row(row: dict) -> None:
-  """One row of the --memory table, in GiB per device."""
-  gib = lambda n: f'{n / 2**30:.2f}'  # noqa: E731
-  print(f'| {row["model"]} | {row["fsdp"]} | {"yes" if row["remat"] else "no"} | '
-        f'{gib(row["argument"])} | {gib(row["output"])} | {gib(row["temp"])} | '
-        f'{gib(row["total"])} | {row["compile_s"]:.0f} |', flush=True)
 
 
 def time_training(train_step, state, batch, steps: int, batch_size: int,
@@ -317,16 +231,18 @@ def main(argv):
     compilation_cache.enable(COMPILATION_CACHE_DIR.value)
   device = jax.devices()[0].device_kind
   if MEMORY.value:
-    devices = (topology_devices(MEMORY_TOPOLOGY.value) if MEMORY_TOPOLOGY.value
-               else jax.devices())
-    config.batch_size = BATCH.value or PAPER_IMAGES_PER_DEVICE * len(devices)
+    devices = (memory_benchmark.topology_devices(MEMORY_TOPOLOGY.value)
+               if MEMORY_TOPOLOGY.value else jax.devices())
+    config.batch_size = (BATCH.value or
+                         memory_benchmark.PAPER_IMAGES_PER_DEVICE * len(devices))
     print(f'\nCompiled memory per device (GiB), {config.task}, k={MEMORY_K.value:g}, '
           f'{config.input.image_size} px, {config.model.dtype}, batch {config.batch_size} '
           f'images on {len(devices)} x {devices[0].device_kind}')
     print('| model | mesh.fsdp | remat | arguments | outputs | temporaries | total | '
           'compile s |')
     print('|---|---|---|---|---|---|---|---|')
-    memory_table(config, MEMORY_K.value, MEMORY_FSDP.value or len(devices), devices)
+    memory_benchmark.memory_table(config, MEMORY_K.value,
+                                  MEMORY_FSDP.value or len(devices), devices)
     return
   train_step, state, batch, mesh = build_training(config)
   # Compiled ahead of time, so that the timing and the profile run one executable.

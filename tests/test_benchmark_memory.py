@@ -1,8 +1,8 @@
-"""benchmark --memory: XLA's compiled bytes per device against the state's and batch's
-shards counted by hand (replicated and under FSDP), and --memory_topology, the same
-compilation for a TPU topology on this CPU host. What needs the TPU compiler (libtpu, not
-in requirements.txt: it makes every non-TPU JAX start print errors) runs where it is
-installed; the error that names the fix runs everywhere."""
+"""ssl_jax/memory_benchmark.py (benchmark --memory): XLA's compiled bytes per device
+against the state's and batch's shards counted by hand (replicated and under FSDP), and the
+same compilation for a TPU topology on this CPU host (--memory_topology). What needs the
+TPU compiler (libtpu, not in requirements.txt: it makes every non-TPU JAX start print
+errors) runs where it is installed; the error that names the fix runs everywhere."""
 
 import importlib.util
 import os
@@ -16,11 +16,13 @@ import pytest
 
 from conftest import make_optimizer
 from conftest import tiny_config
-from ssl_jax import benchmark
+from ssl_jax import memory_benchmark
 from ssl_jax import step as step_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_LIBTPU = importlib.util.find_spec('libtpu') is not None
+needs_libtpu = pytest.mark.skipif(
+    not HAS_LIBTPU, reason=f'needs the TPU compiler: {memory_benchmark.LIBTPU_PIN}')
 
 
 def _bytes_per_device(config, mesh: jax.sharding.Mesh) -> int:
@@ -46,32 +48,33 @@ def test_argument_bytes_are_the_shards(fsdp):
   labels that Rotation makes itself)."""
   config = tiny_config('supervised', **{'mesh.fsdp': fsdp, 'mesh.fsdp_min_bytes': 0})
   mesh = step_lib.make_mesh(fsdp=fsdp)
-  row = benchmark.compiled_memory(config, mesh)
+  row = memory_benchmark.compiled_memory(config, mesh)
   assert row['argument'] == _bytes_per_device(config, mesh)
   assert row['temp'] > 0
   assert row['total'] == row['argument'] + row['output'] - row['alias'] + row['temp']
 
 
 def test_topology_without_libtpu_names_the_install(monkeypatch):
-  monkeypatch.setattr(benchmark.importlib.util, 'find_spec', lambda name: None)
-  with pytest.raises(ValueError, match=f'pip install {benchmark.LIBTPU_PIN}'):
-    benchmark.topology_devices('v5e:2x2')
+  monkeypatch.setattr(memory_benchmark.importlib.util, 'find_spec', lambda name: None)
+  with pytest.raises(ValueError, match=f'pip install {memory_benchmark.LIBTPU_PIN}'):
+    memory_benchmark.topology_devices('v5e:2x2')
 
 
-@pytest.mark.skipif(not HAS_LIBTPU, reason=f'needs the TPU compiler: {benchmark.LIBTPU_PIN}')
+@needs_libtpu
 def test_tpu_topology_compiles_on_this_host():
   """XLA's TPU compiler, no TPU attached: 4 v5e chips, and mesh.fsdp=4 leaves each chip
   less of the state than the replicated step (TPU tiles pad arrays, so no exact count)."""
-  devices = benchmark.topology_devices('v5e:2x2')
+  devices = memory_benchmark.topology_devices('v5e:2x2')
   assert len(devices) == 4 and devices[0].platform == 'tpu'
   rows = {}
   for fsdp in (1, 4):
     config = tiny_config(**{'mesh.fsdp': fsdp, 'mesh.fsdp_min_bytes': 0})
-    rows[fsdp] = benchmark.compiled_memory(config, step_lib.make_mesh(devices, fsdp=fsdp))
+    mesh = step_lib.make_mesh(devices, fsdp=fsdp)
+    rows[fsdp] = memory_benchmark.compiled_memory(config, mesh)
   assert 0 < rows[4]['argument'] < rows[1]['argument']
   assert rows[1]['temp'] > 0
   with pytest.raises(ValueError, match='not a TPU topology'):
-    benchmark.topology_devices('v5e:3x3x3')
+    memory_benchmark.topology_devices('v5e:3x3x3')
 
 
 def _readme_libtpu_flags() -> list[str]:
@@ -83,7 +86,7 @@ def _readme_libtpu_flags() -> list[str]:
   return re.findall(r'--xla_\w+=\w+', item)
 
 
-@pytest.mark.skipif(not HAS_LIBTPU, reason=f'needs the TPU compiler: {benchmark.LIBTPU_PIN}')
+@needs_libtpu
 def test_readme_libtpu_flags_are_known_to_the_pinned_libtpu():
   """libtpu exits at start on a flag it does not know: the README's set starts it, and an
   unknown flag, the check's control, does not."""
@@ -91,7 +94,7 @@ def test_readme_libtpu_flags_are_known_to_the_pinned_libtpu():
   assert len(flags) >= 5, flags
 
   def start_libtpu(args: str) -> subprocess.CompletedProcess:
-    program = "from ssl_jax import benchmark; benchmark.topology_devices('v5e:2x2')"
+    program = "from ssl_jax import memory_benchmark; memory_benchmark.topology_devices('v5e:2x2')"
     return subprocess.run([sys.executable, '-c', program], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env=dict(os.environ, LIBTPU_INIT_ARGS=args))
 
