@@ -18,7 +18,6 @@ import pytest
 
 from ssl_jax import files
 from ssl_jax import study
-from test_paths import storage_emulator  # noqa: F401 (a fixture)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROTATION = os.path.join(REPO, 'configs', 'rotation_resnet50.py')
