@@ -127,19 +127,23 @@ setup_script() {
 # The command every worker runs for `run`; the first argument is LIBTPU_INIT_ARGS (empty:
 # libtpu's defaults), the others are ssl_jax.main's.
 run_script() {
-  local libtpu_init_args=$1 main_command
+  local libtpu_init_args=$1 main_command logged
   shift
   main_command="$REMOTE_VENV/bin/python -m ssl_jax.main $(quote_words "$@")"
-  # The workers' ssh sessions do not carry the caller's environment: set it in the command.
-  [[ -z $libtpu_init_args ]] ||
+  logged=$(quote_words "$@")
+  # The workers' ssh sessions do not carry the caller's environment: set it in the command,
+  # and in the log's header line, which says what each run ran under.
+  if [[ -n $libtpu_init_args ]]; then
     main_command="env LIBTPU_INIT_ARGS=$(quote_word "$libtpu_init_args") $main_command"
+    logged="$(quote_word "LIBTPU_INIT_ARGS=$libtpu_init_args") $logged"
+  fi
   local steps=(
     'set -euo pipefail'
     "mkdir -p $REMOTE_LOGS"
     "if $(remote_run_is_going); then echo \"\$(hostname): a run is going (pid \$(cat $REMOTE_PID)); launch/tpu.sh stop first\" >&2; exit 1; fi"
     "test -x $REMOTE_VENV/bin/python || { echo \"\$(hostname): no $REMOTE_VENV; run launch/tpu.sh setup first\" >&2; exit 1; }"
     "cd $REMOTE_REPO"
-    "echo \"=== \$(date -u +%FT%TZ) \$(hostname):\" $(quote_words "$@") >> $REMOTE_LOG"
+    "echo \"=== \$(date -u +%FT%TZ) \$(hostname):\" $logged >> $REMOTE_LOG"
     # setsid + nohup: the run leaves the ssh session, so a dropped connection does not stop it.
     "setsid nohup $main_command >> $REMOTE_LOG 2>&1 < /dev/null & echo \$! > $REMOTE_PID"
     "echo \"\$(hostname): started pid \$(cat $REMOTE_PID), log $REMOTE_LOG\""

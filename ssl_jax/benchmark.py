@@ -39,7 +39,7 @@ ahead of time on any host (XLA's TPU compiler from libtpu; no TPU needed), which
 "does it fit" before a pod is rented:
 
     python -m ssl_jax.benchmark --config=configs/rotation_revnet50.py --memory
-    pip install libtpu==0.0.42.1  # jax[tpu]==0.10.2's; it adds start-up warnings on non-TPU hosts
+    pip install libtpu==0.0.42.1  # jax[tpu]==0.10.2's; non-TPU hosts then print its errors
     python -m ssl_jax.benchmark --config=configs/rotation_revnet50.py --memory \
         --memory_topology=v3:2x2
 """
@@ -114,8 +114,6 @@ DEVICE_RATES = flags.DEFINE_string('device_images_per_s', '', 'NAME=IMAGES_PER_S
                                    'device\'s rate per config or task (this benchmark\'s).')
 HOST = flags.DEFINE_enum('host', 'tpu_v5e', sorted(input_benchmark.HOST_CORES_PER_CHIP),
                          'Host whose cores per chip the ratio assumes.')
-
-
 
 
 def build_training(config) -> tuple:
@@ -227,10 +225,13 @@ def main(argv):
     config.input.image_size = IMAGE_SIZE.value
   if DTYPE.value:
     config.model.dtype = DTYPE.value
+  if MEMORY_TOPOLOGY.value and not MEMORY.value:
+    raise app.UsageError('--memory_topology compiles the --memory table for a TPU slice: '
+                         'add --memory.')
   if COMPILATION_CACHE_DIR.value:
     compilation_cache.enable(COMPILATION_CACHE_DIR.value)
-  device = jax.devices()[0].device_kind
   if MEMORY.value:
+    # The topology first: libtpu must start before JAX starts its backends.
     devices = (memory_benchmark.topology_devices(MEMORY_TOPOLOGY.value)
                if MEMORY_TOPOLOGY.value else jax.devices())
     config.batch_size = (BATCH.value or
@@ -244,6 +245,7 @@ def main(argv):
     memory_benchmark.memory_table(config, MEMORY_K.value,
                                   MEMORY_FSDP.value or len(devices), devices)
     return
+  device = jax.devices()[0].device_kind
   train_step, state, batch, mesh = build_training(config)
   # Compiled ahead of time, so that the timing and the profile run one executable.
   compiled = train_step.lower(state, batch).compile()

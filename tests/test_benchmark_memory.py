@@ -4,6 +4,7 @@ same compilation for a TPU topology on this CPU host (--memory_topology). What n
 TPU compiler (libtpu, not in requirements.txt: it makes every non-TPU JAX start print
 errors) runs where it is installed; the error that names the fix runs everywhere."""
 
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -54,16 +55,27 @@ def test_argument_bytes_are_the_shards(fsdp):
   assert row['total'] == row['argument'] + row['output'] - row['alias'] + row['temp']
 
 
+def test_libtpu_pin_is_jax_tpu_extra_and_in_the_readme():
+  """The pin that --memory_topology's error and the README give is the libtpu that the
+  installed jax asks for in its [tpu] extra (a jax upgrade must move it too)."""
+  [requirement] = [r for r in importlib.metadata.requires('jax') if r.startswith('libtpu')]
+  wanted = requirement.split(';')[0].replace('*', '')  # 'libtpu==0.0.42.'
+  assert memory_benchmark.LIBTPU_PIN.startswith(wanted), (memory_benchmark.LIBTPU_PIN, wanted)
+  with open(os.path.join(REPO, 'README.md')) as f:
+    assert f'pip install {memory_benchmark.LIBTPU_PIN}' in f.read()
+
+
 def test_topology_without_libtpu_names_the_install(monkeypatch):
   monkeypatch.setattr(memory_benchmark.importlib.util, 'find_spec', lambda name: None)
-  with pytest.raises(ValueError, match=f'pip install {memory_benchmark.LIBTPU_PIN}'):
+  with pytest.raises(ValueError, match=re.escape(f'pip install {memory_benchmark.LIBTPU_PIN}')):
     memory_benchmark.topology_devices('v5e:2x2')
 
 
 @needs_libtpu
-def test_tpu_topology_compiles_on_this_host():
+def test_tpu_topology_compiles_on_this_host(monkeypatch):
   """XLA's TPU compiler, no TPU attached: 4 v5e chips, and mesh.fsdp=4 leaves each chip
   less of the state than the replicated step (TPU tiles pad arrays, so no exact count)."""
+  monkeypatch.setenv('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')  # What topology_devices sets.
   devices = memory_benchmark.topology_devices('v5e:2x2')
   assert len(devices) == 4 and devices[0].platform == 'tpu'
   rows = {}

@@ -223,7 +223,10 @@ def test_tpu_worker_commands_detach_log_refuse_a_second_run_and_stop(tmp_path):
     assert os.getsid(pid) == pid != os.getsid(0)
     assert 'ARGS -m ssl_jax.main --config=configs/rotation_resnet50.py --workdir=gs://b/w' \
         in log.read_text()
-    assert f'LIBTPU_INIT_ARGS={libtpu_flags}\n' in log.read_text()
+    header, = [line for line in log.read_text().splitlines() if line.startswith('=== ')]
+    assert header.endswith(f': LIBTPU_INIT_ARGS={libtpu_flags} --config=configs/'
+                           'rotation_resnet50.py --workdir=gs://b/w')
+    assert f'\nLIBTPU_INIT_ARGS={libtpu_flags}\n' in log.read_text()  # The process's own.
     again = on_worker(*run_args)
     assert again.returncode == 1 and 'a run is going' in again.stderr
     logs = on_worker('logs', '--lines=2')

@@ -107,7 +107,7 @@ def test_run_files_on_gs(storage_emulator, tmp_path, monkeypatch):
   error_log = files.Path(workdir, 'error.log').read_text()
   assert 'ValueError: first' in error_log and 'ValueError: second' in error_log
   assert gcs_objects(workdir) == ['config.json', 'configs/step_0.json', 'configs/step_4.json',
-                               'error.log', 'metrics.jsonl', 'results.json']
+                                  'error.log', 'metrics.jsonl', 'results.json']
   assert set(logdirs) == {workdir}  # TensorBoard gets the URL itself, for tf.summary.
   assert sorted(os.listdir(tmp_path)) == ['tensorboard.jsonl']
 
