@@ -231,7 +231,6 @@ def main(argv):
   if COMPILATION_CACHE_DIR.value:
     compilation_cache.enable(COMPILATION_CACHE_DIR.value)
   if MEMORY.value:
-    # The topology first: libtpu must start before JAX starts its backends.
     devices = (memory_benchmark.topology_devices(MEMORY_TOPOLOGY.value)
                if MEMORY_TOPOLOGY.value else jax.devices())
     config.batch_size = (BATCH.value or

@@ -62,9 +62,8 @@ def compiled_memory(config, mesh: jax.sharding.Mesh) -> dict[str, int]:
 def topology_devices(name: str) -> list[jax.Device]:
   """Compile-only devices of the TPU topology ``name`` (``jax.experimental.topologies``,
   as MaxText's train_compile.py): XLA's TPU compiler runs on this host, no TPU attached.
-  Call it before JAX starts its backends; it sets ALLOW_MULTIPLE_LIBTPU_LOAD in
-  os.environ (below). ValueError naming the fix if libtpu is missing or the name is not
-  a topology."""
+  It sets ALLOW_MULTIPLE_LIBTPU_LOAD in os.environ (below), which libtpu reads when it
+  loads. ValueError naming the fix if libtpu is missing or the name is not a topology."""
   if importlib.util.find_spec('libtpu') is None:
     raise ValueError(f'--memory_topology={name} compiles with the TPU compiler, which is not '
                      f'installed: pip install {LIBTPU_PIN} (jax[tpu]\'s pin).')
