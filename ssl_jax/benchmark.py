@@ -60,7 +60,6 @@ from ssl_jax import compilation_cache
 from ssl_jax import config_lib
 from ssl_jax import input_benchmark
 from ssl_jax import memory_benchmark
-from ssl_jax import optim
 from ssl_jax import recipe_card
 from ssl_jax import step as step_lib
 from ssl_jax import step_profile
@@ -119,18 +118,13 @@ HOST = flags.DEFINE_enum('host', 'tpu_v5e', sorted(input_benchmark.HOST_CORES_PE
 def build_training(config) -> tuple:
   """(jitted train step, state, synthetic batch on the devices, mesh) of ``config``."""
   mesh = step_lib.make_mesh(fsdp=config.mesh.fsdp)
-  task = step_lib.import_task(config)
-  tx, schedule, total = optim.for_run(
-      config.optimizer, batch_size=config.batch_size, num_examples=memory_benchmark.IMAGENET_TRAIN,
-      steps=config.total_steps, epochs=config.total_epochs)
-  model = step_lib.build_model(config, task, 1000, mesh)
+  task, model, tx, train_step = memory_benchmark.training_parts(config, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
   rng = np.random.default_rng(0)
   batch = {key: rng.integers(0, 256, (config.batch_size,) + shape, np.uint8)
            for key, shape in step_lib.input_shapes(config, task).items()}
   batch['label'] = rng.integers(0, 1000, (config.batch_size,), np.int32)
   batch = jax.device_put(batch, step_lib.batch_sharding(mesh))
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
   return train_step, state, batch, mesh
 
 

@@ -32,15 +32,24 @@ MEMORY_MODELS = (('ResNet50 v1', {'name': 'resnet', 'variant': 'v1'}),
                  ('RevNet50', {'name': 'revnet'}))
 
 
-def compiled_memory(config, mesh: jax.sharding.Mesh) -> dict[str, int]:
-  """Bytes per device of ``config``'s train step compiled on ``mesh``, from abstract
-  state and batch: 'argument', 'output', 'temp', 'alias' (outputs written over the donated
-  state) and 'total' = argument + output - alias + temp."""
+def training_parts(config, mesh: jax.sharding.Mesh) -> tuple:
+  """(task module, model, optimiser, jitted train step) of ``config`` on ``mesh``, its
+  schedule laid over ImageNet's train split: the step both benchmarks build, the timed
+  one (ssl_jax/benchmark.py) and :func:`compiled_memory`'s."""
   task = step_lib.import_task(config)
   tx, schedule, total_steps = optim.for_run(
       config.optimizer, batch_size=config.batch_size, num_examples=IMAGENET_TRAIN,
       steps=config.total_steps, epochs=config.total_epochs)
   model = step_lib.build_model(config, task, 1000, mesh)
+  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total_steps)
+  return task, model, tx, train_step
+
+
+def compiled_memory(config, mesh: jax.sharding.Mesh) -> dict[str, int]:
+  """Bytes per device of ``config``'s train step compiled on ``mesh``, from abstract
+  state and batch: 'argument', 'output', 'temp', 'alias' (outputs written over the donated
+  state) and 'total' = argument + output - alias + temp."""
+  task, model, tx, train_step = training_parts(config, mesh)
   abstract = jax.eval_shape(lambda: step_lib.init_state(config, model, tx, task))
   shardings = step_lib.state_sharding(abstract, mesh, task, config.mesh.fsdp_min_bytes)
   state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -51,7 +60,6 @@ def compiled_memory(config, mesh: jax.sharding.Mesh) -> dict[str, int]:
            for key, shape in step_lib.input_shapes(config, task).items()}
   batch['label'] = jax.ShapeDtypeStruct((config.batch_size,), np.int32,
                                         sharding=batch_sharding)
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total_steps)
   stats = train_step.lower(state, batch).compile().memory_analysis()
   row = {'argument': stats.argument_size_in_bytes, 'output': stats.output_size_in_bytes,
          'temp': stats.temp_size_in_bytes, 'alias': stats.alias_size_in_bytes}
