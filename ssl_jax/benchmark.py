@@ -31,7 +31,9 @@ step (augmentation, BatchNorm, convolutions; ssl_jax/step_profile.py):
 (``jit(step).lower(...).compile().memory_analysis()``: arguments, outputs, temporaries,
 and their total less the donated state that the outputs reuse) for ResNet50 v1 and RevNet50
 at width ``--memory_k`` (16), with the train state replicated or split over
-``--memory_fsdp`` devices (``mesh.fsdp``) and with and without ``model.remat``, at
+``--memory_fsdp`` devices (``mesh.fsdp``), and with each unit's activations stored for the
+backward pass, recomputed (``model.remat``) or, for RevNet, rebuilt from the unit's output
+(``model.reversible_backward``), at
 ``--batch`` images (default: 8 per device, the released Revisiting configs' 64 images on 8
 TPU cores). Nothing is allocated: the step is lowered from abstract arrays.
 ``--memory_topology`` compiles it for a TPU topology instead of the attached devices,
@@ -79,7 +81,8 @@ PROFILE_STEPS = flags.DEFINE_integer('profile_steps', 3, 'Steps traced by --prof
 PROFILE_TOP = flags.DEFINE_integer('profile_top', 15, 'Ops listed by --profile.')
 MEMORY = flags.DEFINE_bool('memory', False, 'Print the compiled memory per device of the '
                            'train step for ResNet50 v1 and RevNet50, with and without '
-                           'mesh.fsdp and model.remat, instead of timing it.')
+                           'mesh.fsdp, model.remat and model.reversible_backward, instead '
+                           'of timing it.')
 MEMORY_K = flags.DEFINE_float('memory_k', 16.0, 'Width k of the models of --memory.')
 MEMORY_FSDP = flags.DEFINE_integer('memory_fsdp', 0, 'mesh.fsdp of the split rows of '
                                    '--memory (0: all devices).')
@@ -232,7 +235,7 @@ def main(argv):
     print(f'\nCompiled memory per device (GiB), {config.task}, k={MEMORY_K.value:g}, '
           f'{config.input.image_size} px, {config.model.dtype}, batch {config.batch_size} '
           f'images on {len(devices)} x {devices[0].device_kind}')
-    print('| model | mesh.fsdp | remat | arguments | outputs | temporaries | total | '
+    print('| model | mesh.fsdp | backward | arguments | outputs | temporaries | total | '
           'compile s |')
     print('|---|---|---|---|---|---|---|---|')
     memory_benchmark.memory_table(config, MEMORY_K.value,

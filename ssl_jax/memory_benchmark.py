@@ -3,9 +3,10 @@
 :func:`compiled_memory` lowers a config's train step from abstract arrays (nothing is
 allocated) and reads ``jit(step).lower(...).compile().memory_analysis()``;
 :func:`memory_table` does so for ResNet50 v1 and RevNet50, replicated and under
-``mesh.fsdp``, without and with ``model.remat``. :func:`topology_devices` gives the
-compile-only devices of a TPU slice, so the same numbers come from XLA's TPU compiler on
-any host (no TPU attached). No flags here: ssl_jax/benchmark.py owns the command line.
+``mesh.fsdp``, with each unit's activations stored, recomputed (``model.remat``) or, for
+RevNet, rebuilt from its output (``model.reversible_backward``).
+:func:`topology_devices` gives the compile-only devices of a TPU slice, so the same
+numbers come from XLA's TPU compiler on any host (no TPU attached). No flags here: ssl_jax/benchmark.py owns the command line.
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ IMAGENET_TRAIN = 1_281_167  # Images in ImageNet's train split: the schedule's e
 LIBTPU_PIN = 'libtpu==0.0.42.1'
 # The released Revisiting configs: 64 images on 8 TPU cores (reference revisiting.md §2.1).
 PAPER_IMAGES_PER_DEVICE = 8
-# (row label, model section fields) of the memory table.
-MEMORY_MODELS = (('ResNet50 v1', {'name': 'resnet', 'variant': 'v1'}),
-                 ('RevNet50', {'name': 'revnet'}))
+# How the backward pass gets each residual unit's activations (a row of the memory
+# table): the model section fields of each.
+BACKWARDS = {'stored': {'remat': False, 'reversible_backward': False},
+             'remat': {'remat': True, 'reversible_backward': False},
+             'reversible': {'remat': False, 'reversible_backward': True}}
+# (row label, model section fields, backward passes) of the memory table.
+MEMORY_MODELS = (('ResNet50 v1', {'name': 'resnet', 'variant': 'v1'}, ('stored', 'remat')),
+                 ('RevNet50', {'name': 'revnet'}, ('stored', 'remat', 'reversible')))
 
 
 def training_parts(config, mesh: jax.sharding.Mesh) -> tuple:
@@ -90,18 +96,18 @@ def topology_devices(name: str) -> list[jax.Device]:
 def memory_table(config, k: float, fsdp: int,
                  devices: list[jax.Device] | None = None) -> list[dict]:
   """:func:`compiled_memory` of each of :data:`MEMORY_MODELS` at width ``k``, replicated
-  and split over ``fsdp`` devices, without and with remat, on ``devices`` (default: all
-  attached); one dict per row."""
+  and split over ``fsdp`` devices, with each of its :data:`BACKWARDS`, on ``devices``
+  (default: all attached); one dict per row."""
   rows = []
-  for label, fields in MEMORY_MODELS:
+  for label, fields, backwards in MEMORY_MODELS:
     for split in sorted({1, fsdp}):
-      for remat in (False, True):
+      for backward in backwards:
         row_config = copy.deepcopy(config)
-        row_config.model.update(fields, k=k, remat=remat)
+        row_config.model.update(fields, k=k, **BACKWARDS[backward])
         row_config.mesh.fsdp = split
         t0 = time.perf_counter()
         row = compiled_memory(row_config, step_lib.make_mesh(devices, fsdp=split))
-        rows.append(dict(row, model=label, fsdp=split, remat=remat,
+        rows.append(dict(row, model=label, fsdp=split, backward=backward,
                          compile_s=time.perf_counter() - t0))
         print_memory_row(rows[-1])
   return rows
@@ -110,6 +116,6 @@ def memory_table(config, k: float, fsdp: int,
 def print_memory_row(row: dict) -> None:
   """One row of the --memory table, in GiB per device."""
   gib = lambda n: f'{n / 2**30:.2f}'  # noqa: E731
-  print(f'| {row["model"]} | {row["fsdp"]} | {"yes" if row["remat"] else "no"} | '
+  print(f'| {row["model"]} | {row["fsdp"]} | {row["backward"]} | '
         f'{gib(row["argument"])} | {gib(row["output"])} | {gib(row["temp"])} | '
         f'{gib(row["total"])} | {row["compile_s"]:.0f} |', flush=True)

@@ -75,10 +75,10 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, start: int) ->
   saved = config_lib.flatten(config_lib.from_json(text))
   new = config_lib.flatten(config)
   changed = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
-  # The task and the model fix what the checkpoint holds (the compute dtype and
-  # rematerialisation do not).
-  fixed = [k for k in changed if k == 'task' or (
-      k.startswith('model.') and k not in ('model.dtype', 'model.remat'))]
+  # The task and the model fix what the checkpoint holds (the compute dtype and how the
+  # backward pass gets its activations do not).
+  free = ('model.dtype', 'model.remat', 'model.reversible_backward')
+  fixed = [k for k in changed if k == 'task' or (k.startswith('model.') and k not in free)]
   if fixed and start > 0:
     raise ValueError(
         f'{workdir} holds a run trained to step {start} with another ' +

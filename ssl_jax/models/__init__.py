@@ -37,6 +37,11 @@ def config() -> ml_collections.ConfigDict:
   # input for the backward pass and recomputes its inside (nn.remat): less activation
   # memory for one more forward per unit; the same outputs and gradients. VGG ignores it.
   c.remat = False
+  # RevNet only: each reversible unit's input is rebuilt from its output in the backward
+  # pass (Gomez et al. 2017) instead of stored, so a stage keeps one activation instead of
+  # one per unit; one more forward per unit. Same outputs and statistics, gradients equal
+  # up to the rounding of the rebuilt inputs (tested). Replaces remat for RevNet.
+  c.reversible_backward = False
   return c
 
 
@@ -51,6 +56,12 @@ def validate(model: ml_collections.ConfigDict) -> None:
     raise ValueError(f"model.vgg_names={model.vgg_names!r}: use 'paper' or 'code'.")
   if model.representation_size < 0:
     raise ValueError('model.representation_size must be >= 0 (0: no extra layer).')
+  if model.reversible_backward and model.name != 'revnet':
+    raise ValueError(f'model.reversible_backward=True needs model.name=revnet (got '
+                     f'{model.name!r}): only RevNet units can be inverted; use model.remat.')
+  if model.reversible_backward and model.remat:
+    raise ValueError('model.reversible_backward=True already recomputes each RevNet unit: '
+                     'set model.remat=False.')
   if model.name == 'resnet' and model.variant == 'v1' and not model.last_relu:
     raise ValueError('model.last_relu=False (the "(-)" variant) exists only for v2 and '
                      'RevNet: ResNet50 v1 ends in a ReLU after every unit.')

@@ -8,7 +8,7 @@ by parameter-free transitions (average pool, zero channels), a final BN and ReLU
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -78,6 +78,61 @@ def pool_and_widen(x: jax.Array, width: int, stride: int) -> jax.Array:
   return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
 
 
+def _unit_forward(residual: Callable, weights: Any, stats: Any, x: jax.Array
+                  ) -> tuple[jax.Array, Any]:
+  """One reversible unit as :class:`RevUnit` computes it, [x1, x2] -> [x2, x1 + F(x2)],
+  with F = ``residual(weights, stats, x2)`` -> (F(x2), new BN statistics)."""
+  half = x.shape[-1] // 2
+  f, new_stats = residual(weights, stats, x[..., half:])
+  return jnp.concatenate([x[..., half:], x[..., :half] + f], axis=-1), new_stats
+
+
+def reversible_units(residual: Callable, weights: Sequence[Any], stats: Sequence[Any],
+                     x: jax.Array) -> tuple[jax.Array, list[Any]]:
+  """Applies reversible units in sequence, each F = ``residual(weights[i], stats[i], x2)``
+  -> (F(x2), its new BN statistics), and returns (output, new statistics per unit).
+
+  The backward pass keeps only the output and rebuilds each unit's input from its output
+  (RevNet, Gomez et al. 2017, Algorithm 1): x2 = y1 and x1 = y2 - F(x2), F recomputed with
+  the statistics it was trained with (the shift and BN's batch statistics, so the same
+  function), last unit first. The stored activations are one per stage instead of one per
+  unit, at the cost of one more forward of each F. The rebuilt input differs from the true
+  one by the rounding of y2 = x1 + F(x2): exact-enough in float32, coarser in bfloat16
+  (README, Benchmarks). ``stats`` receive no gradient."""
+  @jax.custom_vjp
+  def run(weights, stats, x):
+    new_stats = []
+    for unit_weights, unit_stats in zip(weights, stats):
+      x, unit_stats = _unit_forward(residual, unit_weights, unit_stats, x)
+      new_stats.append(unit_stats)
+    return x, new_stats
+
+  def run_forward(weights, stats, x):
+    y, new_stats = run(weights, stats, x)
+    return (y, new_stats), (weights, stats, y)
+
+  def run_backward(saved, cotangents):
+    weights, stats, y = saved
+    dy, _ = cotangents  # The new statistics are not differentiated.
+    weight_grads = []
+    for unit_weights, unit_stats in zip(reversed(weights), reversed(stats)):
+      # Tie the rebuild to the cotangent: without it XLA may rebuild every unit, and keep
+      # each F's activations, before the backward pass reaches it (undoing the saving).
+      y, dy = jax.lax.optimization_barrier((y, dy))
+      split = y.shape[-1] - y.shape[-1] // 2  # y = [x2, y2]: x2 has the larger half.
+      x2, y2 = y[..., :split], y[..., split:]
+      dx2, dy2 = dy[..., :split], dy[..., split:]
+      f, f_vjp = jax.vjp(lambda w, a, s=unit_stats: residual(w, s, a)[0], unit_weights, x2)
+      dw, dx2_through_f = f_vjp(dy2)
+      y = jnp.concatenate([y2 - f, x2], axis=-1)
+      dy = jnp.concatenate([dy2, dx2 + dx2_through_f], axis=-1)  # d/dx1 = d/dy2.
+      weight_grads.append(dw)
+    return weight_grads[::-1], jax.tree.map(jnp.zeros_like, stats), dy
+
+  run.defvjp(run_forward, run_backward)
+  return run(list(weights), list(stats), x)
+
+
 class RevNet(nn.Module):
   """Returns the end points after_root, block1..block4 and pre_logits."""
   k: float = 4.0
@@ -93,6 +148,8 @@ class RevNet(nn.Module):
   # ResNet v1's zero-initialised last BN gamma (Goyal et al. 2017): a runlocal choice.
   zero_init_residual: bool = False
   remat: bool = False  # Recompute each unit in the backward pass (models.config()).
+  # Rebuild each unit's input from its output in the backward pass (models.config()).
+  reversible_backward: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -113,15 +170,38 @@ class RevNet(nn.Module):
       # Identity for stage 1 at stride 1; stages 2-4 pool (stride 2) and double the width.
       x = pool_and_widen(x, width, stride)
       inner = layers.channels(8 * 2**stage, self.k)  # C/8: half of ResNet's at the same k.
-      for i in range(num_units):
-        x = unit(width, inner, bn, self.dtype, self.zero_init_residual,
-                 name=f'block{stage + 1}_{i}')(x, train)
+      names = [f'block{stage + 1}_{i}' for i in range(num_units)]
+      if self.reversible_backward and train and not self.is_initializing():
+        x = self._reversible_stage(names, width, inner, bn, x)
+      else:
+        for name in names:
+          x = unit(width, inner, bn, self.dtype, self.zero_init_residual, name=name)(x, train)
       end_points[f'block{stage + 1}'] = x
     x = bn(name='final_bn')(x, train)
     if self.last_relu:
       x = nn.relu(x)
     end_points['pre_logits'] = layers.pre_logits(x, self.representation_size, self.dtype)
     return end_points
+
+  def _reversible_stage(self, names: Sequence[str], width: int, inner: int, bn: Any,
+                        x: jax.Array) -> jax.Array:
+    """The training forward of the units ``names`` through :func:`reversible_units`: the
+    same variables, outputs and statistics as the RevUnit modules of the plain path."""
+    # Unbound (parent=None): applied as a pure function of each unit's variables.
+    residual = Residual(inner, width // 2, bn, self.dtype, self.zero_init_residual,
+                        parent=None)
+
+    def apply_residual(weights, stats, x2):
+      f, new = residual.apply({'params': weights, 'batch_stats': stats}, x2, True,
+                              mutable=['batch_stats'])
+      return f, new['batch_stats']
+
+    weights = [self.variables['params'][name]['residual'] for name in names]
+    stats = [self.variables['batch_stats'][name]['residual'] for name in names]
+    x, new_stats = reversible_units(apply_residual, weights, stats, x)
+    for name, unit_stats in zip(names, new_stats):
+      self.put_variable('batch_stats', name, {'residual': unit_stats})
+    return x
 
 
 def build(model_config: ml_collections.ConfigDict, *, bn_groups: int = 1) -> RevNet:
@@ -132,4 +212,6 @@ def build(model_config: ml_collections.ConfigDict, *, bn_groups: int = 1) -> Rev
                 bn_momentum=model_config.bn_momentum, bn_epsilon=model_config.bn_epsilon,
                 bn_groups=bn_groups, representation_size=model_config.representation_size,
                 zero_init_residual=model_config.zero_init_last_bn,
-                remat=model_config.remat, dtype=jnp.dtype(model_config.dtype))
+                remat=model_config.remat,
+                reversible_backward=model_config.reversible_backward,
+                dtype=jnp.dtype(model_config.dtype))
