@@ -4,9 +4,10 @@
 allocated) and reads ``jit(step).lower(...).compile().memory_analysis()``;
 :func:`memory_table` does so for ResNet50 v1 and RevNet50, replicated and under
 ``mesh.fsdp``, with each unit's activations stored, recomputed (``model.remat``) or, for
-RevNet, rebuilt from its output (``model.reversible_backward``).
-:func:`topology_devices` gives the compile-only devices of a TPU slice, so the same
-numbers come from XLA's TPU compiler on any host (no TPU attached). No flags here: ssl_jax/benchmark.py owns the command line.
+RevNet, rebuilt from its output (``model.reversible_backward``). :func:`topology_devices`
+gives the compile-only devices of a TPU slice, so the same numbers come from XLA's TPU
+compiler on any host (no TPU attached). No flags here: ssl_jax/benchmark.py owns the
+command line.
 """
 
 from __future__ import annotations

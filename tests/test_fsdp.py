@@ -16,10 +16,12 @@ from ssl_jax import checkpoint
 from ssl_jax import config_lib
 from ssl_jax import sharding
 from ssl_jax import step as step_lib
+from ssl_jax import train
 from ssl_jax.models import resnet
 from ssl_jax.models import revnet
 
 P = jax.sharding.PartitionSpec
+REVERSIBLE_UNITS = revnet.reversible_units
 
 
 def _batches(config, task, steps: int) -> list[dict]:
@@ -171,7 +173,7 @@ def test_remat_gives_the_same_loss_and_gradients(module, variant):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * scale)
 
 
-def test_reversible_units_give_autodiffs_gradients():
+def test_reversible_units_give_autodiff_gradients():
   """revnet.reversible_units (inputs rebuilt from outputs in the backward pass) against
   jax.grad of the same units composed plainly: three units on an odd width (x2 takes the
   larger half), a nonlinear F with its own weights and a statistic it passes on."""
@@ -204,7 +206,7 @@ def test_reversible_units_give_autodiffs_gradients():
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
 
-def test_reversible_backward_trains_as_stored_activations():
+def test_reversible_backward_trains_as_stored_activations(monkeypatch):
   """Rotation on RevNet, two steps on 8 devices: with model.reversible_backward and the
   state split over 4 devices, the losses, parameters, BN statistics and optimiser state
   equal the run that stores every unit's activations (replicated). Stage 1 has three units
@@ -212,8 +214,12 @@ def test_reversible_backward_trains_as_stored_activations():
   overrides = {'optimizer.warmup_steps': 0, 'mesh.fsdp_min_bytes': 0,
                'model.name': 'revnet', 'model.k': 11 / 64, 'model.units': (3, 2, 1, 1)}
   stored, losses = _train(tiny_config(**overrides), fsdp=1)
+  stages = []  # The units each traced reversible stage ran: the path was taken.
+  monkeypatch.setattr(revnet, 'reversible_units', lambda residual, weights, *args: (
+      stages.append(len(weights)) or REVERSIBLE_UNITS(residual, weights, *args)))
   rebuilt, rebuilt_losses = _train(
       tiny_config(**overrides, **{'model.reversible_backward': True, 'mesh.fsdp': 4}), fsdp=4)
+  assert stages == [3, 2, 1, 1]  # One trace of the train step.
   np.testing.assert_allclose(rebuilt_losses, losses, rtol=1e-5)
   assert jax.tree.structure(rebuilt) == jax.tree.structure(stored)
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(stored),
@@ -228,3 +234,32 @@ def test_reversible_backward_is_refused_where_it_cannot_apply():
   with pytest.raises(ValueError, match='set model.remat=False'):
     config_lib.validate(tiny_config(**{'model.name': 'revnet', 'model.remat': True,
                                        'model.reversible_backward': True}))
+
+
+def test_target_network_without_statistics_runs_plainly():
+  """MoCo's key encoder and BYOL's target apply the encoder in train mode with parameters
+  only (fresh BN statistics, step.apply_target_fn): with model.reversible_backward the
+  same outputs as without it, through the plain path."""
+  config = tiny_config(**{'model.name': 'revnet', 'model.units': (2, 1, 1, 1)}).model
+  x = jax.random.normal(jax.random.key(0), (4, 16, 16, 3))
+  plain = revnet.build(config)
+  params = plain.init(jax.random.key(1), x, train=False)['params']
+  with config.unlocked():
+    config.reversible_backward = True
+  outputs = [model.apply({'params': params}, x, train=True, mutable=['batch_stats'])[0]
+             for model in (plain, revnet.build(config))]
+  for a, b in zip(jax.tree.leaves(outputs[0]), jax.tree.leaves(outputs[1])):
+    np.testing.assert_array_equal(b, a)
+
+
+def test_resume_may_change_how_the_backward_gets_activations(tmp_path):
+  """model.remat and model.reversible_backward change no variable: a run may resume with
+  either changed; a change of the model's shape is refused."""
+  workdir = str(tmp_path)
+  overrides = {'model.name': 'revnet'}
+  train.save_config(tiny_config(**overrides), workdir)
+  train.check_resume(tiny_config(**overrides, **{'model.reversible_backward': True}),
+                     workdir, 4)
+  train.check_resume(tiny_config(**overrides, **{'model.remat': True}), workdir, 4)
+  with pytest.raises(ValueError, match='model.k'):
+    train.check_resume(tiny_config(**overrides, **{'model.k': 0.25}), workdir, 4)

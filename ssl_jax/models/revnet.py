@@ -41,7 +41,9 @@ class Residual(nn.Module):
 
 class RevUnit(nn.Module):
   """Reversible unit on ``width`` channels (§1.2): x = [x1, x2] maps to [x2, x1 + F(x2)],
-  so the halves swap every unit; ``inverse`` recovers x with the same F."""
+  so the halves swap every unit; ``inverse`` recovers x with the same F. The reversible
+  backward (:func:`reversible_units`) computes both as functions of F's variables: keep
+  the split and the order the same there."""
   width: int
   inner: int
   bn: Any
@@ -78,7 +80,11 @@ def pool_and_widen(x: jax.Array, width: int, stride: int) -> jax.Array:
   return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
 
 
-def _unit_forward(residual: Callable, weights: Any, stats: Any, x: jax.Array
+# F of a unit as a function: (its weights, its BN statistics, x2) -> (F(x2), new statistics).
+ResidualFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
+
+
+def _unit_forward(residual: ResidualFn, weights: Any, stats: Any, x: jax.Array
                   ) -> tuple[jax.Array, Any]:
   """One reversible unit as :class:`RevUnit` computes it, [x1, x2] -> [x2, x1 + F(x2)],
   with F = ``residual(weights, stats, x2)`` -> (F(x2), new BN statistics)."""
@@ -87,7 +93,7 @@ def _unit_forward(residual: Callable, weights: Any, stats: Any, x: jax.Array
   return jnp.concatenate([x[..., half:], x[..., :half] + f], axis=-1), new_stats
 
 
-def reversible_units(residual: Callable, weights: Sequence[Any], stats: Sequence[Any],
+def reversible_units(residual: ResidualFn, weights: Sequence[Any], stats: Sequence[Any],
                      x: jax.Array) -> tuple[jax.Array, list[Any]]:
   """Applies reversible units in sequence, each F = ``residual(weights[i], stats[i], x2)``
   -> (F(x2), its new BN statistics), and returns (output, new statistics per unit).
@@ -100,18 +106,18 @@ def reversible_units(residual: Callable, weights: Sequence[Any], stats: Sequence
   one by the rounding of y2 = x1 + F(x2): exact-enough in float32, coarser in bfloat16
   (README, Benchmarks). ``stats`` receive no gradient."""
   @jax.custom_vjp
-  def run(weights, stats, x):
+  def run(weights: list[Any], stats: list[Any], x: jax.Array) -> tuple[jax.Array, list[Any]]:
     new_stats = []
     for unit_weights, unit_stats in zip(weights, stats):
       x, unit_stats = _unit_forward(residual, unit_weights, unit_stats, x)
       new_stats.append(unit_stats)
     return x, new_stats
 
-  def run_forward(weights, stats, x):
+  def run_forward(weights: list[Any], stats: list[Any], x: jax.Array) -> tuple:
     y, new_stats = run(weights, stats, x)
     return (y, new_stats), (weights, stats, y)
 
-  def run_backward(saved, cotangents):
+  def run_backward(saved: tuple, cotangents: tuple) -> tuple:
     weights, stats, y = saved
     dy, _ = cotangents  # The new statistics are not differentiated.
     weight_grads = []
@@ -122,7 +128,7 @@ def reversible_units(residual: Callable, weights: Sequence[Any], stats: Sequence
       split = y.shape[-1] - y.shape[-1] // 2  # y = [x2, y2]: x2 has the larger half.
       x2, y2 = y[..., :split], y[..., split:]
       dx2, dy2 = dy[..., :split], dy[..., split:]
-      f, f_vjp = jax.vjp(lambda w, a, s=unit_stats: residual(w, s, a)[0], unit_weights, x2)
+      f, f_vjp = jax.vjp(lambda w, a: residual(w, unit_stats, a)[0], unit_weights, x2)
       dw, dx2_through_f = f_vjp(dy2)
       y = jnp.concatenate([y2 - f, x2], axis=-1)
       dy = jnp.concatenate([dy2, dx2 + dx2_through_f], axis=-1)  # d/dx1 = d/dy2.
@@ -148,7 +154,8 @@ class RevNet(nn.Module):
   # ResNet v1's zero-initialised last BN gamma (Goyal et al. 2017): a runlocal choice.
   zero_init_residual: bool = False
   remat: bool = False  # Recompute each unit in the backward pass (models.config()).
-  # Rebuild each unit's input from its output in the backward pass (models.config()).
+  # Rebuild each unit's input from its output in the backward pass (models.config());
+  # it takes the place of remat in training.
   reversible_backward: bool = False
   dtype: Any = jnp.float32
 
@@ -171,7 +178,10 @@ class RevNet(nn.Module):
       x = pool_and_widen(x, width, stride)
       inner = layers.channels(8 * 2**stage, self.k)  # C/8: half of ResNet's at the same k.
       names = [f'block{stage + 1}_{i}' for i in range(num_units)]
-      if self.reversible_backward and train and not self.is_initializing():
+      # Training with the statistics at hand; MoCo's key encoder and BYOL's target run in
+      # train mode without them (fresh ones, no gradient: step.apply_target_fn), plainly.
+      if (self.reversible_backward and train and names and not self.is_initializing()
+          and self.has_variable('batch_stats', names[0])):
         x = self._reversible_stage(names, width, inner, bn, x)
       else:
         for name in names:
@@ -191,7 +201,7 @@ class RevNet(nn.Module):
     residual = Residual(inner, width // 2, bn, self.dtype, self.zero_init_residual,
                         parent=None)
 
-    def apply_residual(weights, stats, x2):
+    def apply_residual(weights: Any, stats: Any, x2: jax.Array) -> tuple[jax.Array, Any]:
       f, new = residual.apply({'params': weights, 'batch_stats': stats}, x2, True,
                               mutable=['batch_stats'])
       return f, new['batch_stats']
