@@ -69,3 +69,29 @@ def test_fixed_padding_is_symmetric():
   assert layers.fixed_padding(7) == (3, 3)
   assert layers.fixed_padding(3) == (1, 1)
   assert layers.fixed_padding(1) == (0, 0)
+
+
+def test_root_max_pool_equals_pooling_a_zero_padded_copy():
+  """layers.max_pool_3x3 (padding left out, then max with 0 where a window covers it)
+  against the reference's explicit zero padding then a VALID pool: the same outputs and
+  gradients, bit for bit, on signed inputs of even and odd sizes, float32 and bfloat16."""
+  def padded_then_pooled(x):
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+                                 'VALID')
+
+  rng = np.random.default_rng(0)
+  padding_mattered = False  # Some window's real values were all negative: the zeros win.
+  for height, width in [(16, 16), (7, 8), (5, 5), (2, 3), (1, 1)]:
+    x = jnp.asarray(rng.normal(size=(2, height, width, 3)) - 0.5, jnp.float32)
+    expected, expected_vjp = jax.vjp(padded_then_pooled, x)
+    got, got_vjp = jax.vjp(layers.max_pool_3x3, x)
+    np.testing.assert_array_equal(got, expected)
+    cotangent = jnp.asarray(rng.normal(size=expected.shape), jnp.float32)
+    np.testing.assert_array_equal(got_vjp(cotangent)[0], expected_vjp(cotangent)[0])
+    low = x.astype(jnp.bfloat16)
+    np.testing.assert_array_equal(layers.max_pool_3x3(low), padded_then_pooled(low))
+    unpadded = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+                                     ((0, 0), (1, 1), (1, 1), (0, 0)))
+    padding_mattered |= not np.array_equal(unpadded, expected)
+  assert padding_mattered
