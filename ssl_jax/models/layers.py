@@ -8,6 +8,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Revisiting code: backbone convs are bias-free with glorot-uniform initialisation.
 conv_init = nn.initializers.glorot_uniform()
@@ -130,13 +131,14 @@ def max_pool_3x3(x: jax.Array) -> jax.Array:
   max(it, 0), the zero padding's value. The same outputs, bit for bit (tested)."""
   pooled = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
-  def touches_padding(size: int, outputs: int) -> jax.Array:
-    first_row = 2 * jnp.arange(outputs) - 1  # Output i covers input rows 2i-1 .. 2i+1.
+  def touches_padding(size: int, outputs: int) -> np.ndarray:
+    first_row = 2 * np.arange(outputs) - 1  # Output i covers input rows 2i-1 .. 2i+1.
     return (first_row < 0) | (first_row + 2 > size - 1)
 
+  # A constant of the static shapes (numpy): nothing to compute in the step.
   border = (touches_padding(x.shape[1], pooled.shape[1])[:, None]
             | touches_padding(x.shape[2], pooled.shape[2])[None, :])
-  return jnp.where(border[None, :, :, None] & (pooled < 0), jnp.zeros_like(pooled), pooled)
+  return jnp.where(border[None, :, :, None] & (pooled < 0), 0, pooled).astype(pooled.dtype)
 
 
 def channels(base: int, k: float) -> int:

@@ -39,11 +39,24 @@ class Residual(nn.Module):
     return layers.Conv(self.out, 1, 1, self.dtype, init=init, name='conv3')(y)
 
 
+def split_input(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(x1, x2) of a reversible unit's input: x1 the first C // 2 channels, x2 the rest
+  (the larger half for odd C)."""
+  half = x.shape[-1] // 2
+  return x[..., :half], x[..., half:]
+
+
+def split_output(y: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(x2, y2) of a reversible unit's output y = [x2, y2 = x1 + F(x2)]."""
+  split = y.shape[-1] - y.shape[-1] // 2
+  return y[..., :split], y[..., split:]
+
+
 class RevUnit(nn.Module):
   """Reversible unit on ``width`` channels (§1.2): x = [x1, x2] maps to [x2, x1 + F(x2)],
   so the halves swap every unit; ``inverse`` recovers x with the same F. The reversible
-  backward (:func:`reversible_units`) computes both as functions of F's variables: keep
-  the split and the order the same there."""
+  backward (:func:`reversible_units`) splits with the same :func:`split_input` and
+  :func:`split_output`."""
   width: int
   inner: int
   bn: Any
@@ -56,14 +69,13 @@ class RevUnit(nn.Module):
                              self.zero_init)
 
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x1, x2 = x[..., :self.width // 2], x[..., self.width // 2:]
+    x1, x2 = split_input(x)
     return jnp.concatenate([x2, x1 + self.residual(x2, train)], axis=-1)
 
   def inverse(self, y: jax.Array, train: bool) -> jax.Array:
-    """x2 = y2 and x1 = y1 - F(x2), with y = [y2, y1]."""
-    split = self.width - self.width // 2
-    x2, y1 = y[..., :split], y[..., split:]
-    return jnp.concatenate([y1 - self.residual(x2, train), x2], axis=-1)
+    """x2 = y's first part and x1 = y2 - F(x2), with y = [x2, y2]."""
+    x2, y2 = split_output(y)
+    return jnp.concatenate([y2 - self.residual(x2, train), x2], axis=-1)
 
 
 def pool_and_widen(x: jax.Array, width: int, stride: int) -> jax.Array:
@@ -84,15 +96,6 @@ def pool_and_widen(x: jax.Array, width: int, stride: int) -> jax.Array:
 ResidualFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
 
 
-def _unit_forward(residual: ResidualFn, weights: Any, stats: Any, x: jax.Array
-                  ) -> tuple[jax.Array, Any]:
-  """One reversible unit as :class:`RevUnit` computes it, [x1, x2] -> [x2, x1 + F(x2)],
-  with F = ``residual(weights, stats, x2)`` -> (F(x2), new BN statistics)."""
-  half = x.shape[-1] // 2
-  f, new_stats = residual(weights, stats, x[..., half:])
-  return jnp.concatenate([x[..., half:], x[..., :half] + f], axis=-1), new_stats
-
-
 def reversible_units(residual: ResidualFn, weights: Sequence[Any], stats: Sequence[Any],
                      x: jax.Array) -> tuple[jax.Array, list[Any]]:
   """Applies reversible units in sequence, each F = ``residual(weights[i], stats[i], x2)``
@@ -108,8 +111,10 @@ def reversible_units(residual: ResidualFn, weights: Sequence[Any], stats: Sequen
   @jax.custom_vjp
   def run(weights: list[Any], stats: list[Any], x: jax.Array) -> tuple[jax.Array, list[Any]]:
     new_stats = []
-    for unit_weights, unit_stats in zip(weights, stats):
-      x, unit_stats = _unit_forward(residual, unit_weights, unit_stats, x)
+    for unit_weights, unit_stats in zip(weights, stats):  # RevUnit.__call__ of each.
+      x1, x2 = split_input(x)
+      f, unit_stats = residual(unit_weights, unit_stats, x2)
+      x = jnp.concatenate([x2, x1 + f], axis=-1)
       new_stats.append(unit_stats)
     return x, new_stats
 
@@ -125,9 +130,8 @@ def reversible_units(residual: ResidualFn, weights: Sequence[Any], stats: Sequen
       # Tie the rebuild to the cotangent: without it XLA may rebuild every unit, and keep
       # each F's activations, before the backward pass reaches it (undoing the saving).
       y, dy = jax.lax.optimization_barrier((y, dy))
-      split = y.shape[-1] - y.shape[-1] // 2  # y = [x2, y2]: x2 has the larger half.
-      x2, y2 = y[..., :split], y[..., split:]
-      dx2, dy2 = dy[..., :split], dy[..., split:]
+      x2, y2 = split_output(y)  # RevUnit.inverse, with the cotangents alongside.
+      dx2, dy2 = split_output(dy)
       f, f_vjp = jax.vjp(lambda w, a: residual(w, unit_stats, a)[0], unit_weights, x2)
       dw, dx2_through_f = f_vjp(dy2)
       y = jnp.concatenate([y2 - f, x2], axis=-1)
