@@ -21,7 +21,6 @@ from ssl_jax.models import resnet
 from ssl_jax.models import revnet
 
 P = jax.sharding.PartitionSpec
-REVERSIBLE_UNITS = revnet.reversible_units
 
 
 def _batches(config, task, steps: int) -> list[dict]:
@@ -214,9 +213,9 @@ def test_reversible_backward_trains_as_stored_activations(monkeypatch):
   overrides = {'optimizer.warmup_steps': 0, 'mesh.fsdp_min_bytes': 0,
                'model.name': 'revnet', 'model.k': 11 / 64, 'model.units': (3, 2, 1, 1)}
   stored, losses = _train(tiny_config(**overrides), fsdp=1)
-  stages = []  # The units each traced reversible stage ran: the path was taken.
+  stages, original = [], revnet.reversible_units  # The units of each traced stage.
   monkeypatch.setattr(revnet, 'reversible_units', lambda residual, weights, *args: (
-      stages.append(len(weights)) or REVERSIBLE_UNITS(residual, weights, *args)))
+      stages.append(len(weights)) or original(residual, weights, *args)))
   rebuilt, rebuilt_losses = _train(
       tiny_config(**overrides, **{'model.reversible_backward': True, 'mesh.fsdp': 4}), fsdp=4)
   assert stages == [3, 2, 1, 1]  # One trace of the train step.

@@ -132,13 +132,14 @@ def max_pool_3x3(x: jax.Array) -> jax.Array:
   pooled = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
   def touches_padding(size: int, outputs: int) -> np.ndarray:
-    first_row = 2 * np.arange(outputs) - 1  # Output i covers input rows 2i-1 .. 2i+1.
-    return (first_row < 0) | (first_row + 2 > size - 1)
+    centre = 2 * np.arange(outputs)  # Output i covers input rows 2i-1 .. 2i+1.
+    return (centre == 0) | (centre + 1 >= size)
 
   # A constant of the static shapes (numpy): nothing to compute in the step.
   border = (touches_padding(x.shape[1], pooled.shape[1])[:, None]
             | touches_padding(x.shape[2], pooled.shape[2])[None, :])
-  return jnp.where(border[None, :, :, None] & (pooled < 0), 0, pooled).astype(pooled.dtype)
+  # where, not maximum: maximum splits a tie's gradient, and a window of zeros ties.
+  return jnp.where(border[None, :, :, None] & (pooled < 0), 0, pooled)
 
 
 def channels(base: int, k: float) -> int:
