@@ -121,8 +121,9 @@ HOST = flags.DEFINE_enum('host', 'tpu_v5e', sorted(input_benchmark.HOST_CORES_PE
 def build_training(config) -> tuple:
   """(jitted train step, state, synthetic batch on the devices, mesh) of ``config``."""
   mesh = step_lib.make_mesh(fsdp=config.mesh.fsdp)
-  task, model, tx, train_step = memory_benchmark.training_parts(config, mesh)
+  task, model, tx, step_for = memory_benchmark.training_parts(config, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
+  train_step = step_for(step_lib.shardings_of(state))
   rng = np.random.default_rng(0)
   batch = {key: rng.integers(0, 256, (config.batch_size,) + shape, np.uint8)
            for key, shape in step_lib.input_shapes(config, task).items()}

@@ -16,6 +16,7 @@ import copy
 import importlib.util
 import os
 import time
+from typing import Any, Callable
 
 import jax
 from jax.experimental import topologies
@@ -40,27 +41,30 @@ MEMORY_MODELS = (('ResNet50 v1', {'name': 'resnet', 'variant': 'v1'}, ('stored',
 
 
 def training_parts(config, mesh: jax.sharding.Mesh) -> tuple:
-  """(task module, model, optimiser, jitted train step) of ``config`` on ``mesh``, its
-  schedule laid over ImageNet's train split: the step both benchmarks build, the timed
-  one (ssl_jax/benchmark.py) and :func:`compiled_memory`'s."""
+  """(task module, model, optimiser, step builder) of ``config`` on ``mesh``, its schedule
+  laid over ImageNet's train split: the step both benchmarks build, the timed one
+  (ssl_jax/benchmark.py) and :func:`compiled_memory`'s. The builder takes the state's
+  shardings and returns the jitted train step."""
   task = step_lib.import_task(config)
   tx, schedule, total_steps = optim.for_run(
       config.optimizer, batch_size=config.batch_size, num_examples=IMAGENET_TRAIN,
       steps=config.total_steps, epochs=config.total_epochs)
   model = step_lib.build_model(config, task, 1000, mesh)
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total_steps)
-  return task, model, tx, train_step
+
+  def step_for(state_shardings: Any) -> Callable:
+    return step_lib.make_train_step(config, model, tx, task, schedule, mesh, total_steps,
+                                    state_shardings)
+
+  return task, model, tx, step_for
 
 
 def compiled_memory(config, mesh: jax.sharding.Mesh) -> dict[str, int]:
   """Bytes per device of ``config``'s train step compiled on ``mesh``, from abstract
   state and batch: 'argument', 'output', 'temp', 'alias' (outputs written over the donated
   state) and 'total' = argument + output - alias + temp."""
-  task, model, tx, train_step = training_parts(config, mesh)
-  abstract = jax.eval_shape(lambda: step_lib.init_state(config, model, tx, task))
-  shardings = step_lib.state_sharding(abstract, mesh, task, config.mesh.fsdp_min_bytes)
-  state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                       abstract, shardings)
+  task, model, tx, step_for = training_parts(config, mesh)
+  state = step_lib.abstract_state(config, model, tx, task, mesh)
+  train_step = step_for(step_lib.shardings_of(state))
   batch_sharding = step_lib.batch_sharding(mesh)
   batch = {key: jax.ShapeDtypeStruct((config.batch_size,) + shape, np.uint8,
                                      sharding=batch_sharding)

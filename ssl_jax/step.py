@@ -215,8 +215,25 @@ def create_state(config: ml_collections.ConfigDict, model: Model,
                  mesh: jax.sharding.Mesh) -> TrainState:
   """:func:`init_state`, jitted straight into its shardings on ``mesh``."""
   init = lambda: init_state(config, model, tx, task)  # noqa: E731
+  # jit reuses eval_shape's trace of the same function: the model's init is traced once.
   shardings = state_sharding(jax.eval_shape(init), mesh, task, config.mesh.fsdp_min_bytes)
   return jax.jit(init, out_shardings=shardings)()
+
+
+def abstract_state(config: ml_collections.ConfigDict, model: Model,
+                   tx: optax.GradientTransformation, task: ModuleType,
+                   mesh: jax.sharding.Mesh) -> TrainState:
+  """The state :func:`create_state` makes, as shapes, dtypes and shardings only (nothing
+  is allocated): for compiling the train step without a state (ssl_jax/memory_benchmark.py)."""
+  abstract = jax.eval_shape(lambda: init_state(config, model, tx, task))
+  shardings = state_sharding(abstract, mesh, task, config.mesh.fsdp_min_bytes)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      abstract, shardings)
+
+
+def shardings_of(state: Any) -> Any:
+  """The sharding of every array of ``state`` (jax.Arrays or ShapeDtypeStructs)."""
+  return jax.tree.map(lambda x: x.sharding, state)
 
 
 def _constrain(inputs: Any, mesh: jax.sharding.Mesh) -> Any:
@@ -227,25 +244,24 @@ def _constrain(inputs: Any, mesh: jax.sharding.Mesh) -> Any:
 def make_train_step(config: ml_collections.ConfigDict, model: Model,
                     tx: optax.GradientTransformation, task: ModuleType,
                     schedule: Callable, mesh: jax.sharding.Mesh,
-                    total_steps: int) -> Callable:
-  """The jitted ``(state, batch) -> (state, metrics)``.
+                    total_steps: int, state_shardings: Any) -> Callable:
+  """The jitted ``(state, batch) -> (state, metrics)`` for a state of ``state_shardings``
+  (:func:`shardings_of` the state from :func:`create_state` or :func:`abstract_state`:
+  taken, not recomputed, because tracing the model's init again costs seconds).
 
   The batch is a global array sharded over the mesh and the loss a mean over the global
   batch, so XLA inserts the cross-device reductions and the result does not depend on the
-  number of devices. The state keeps the shardings of :func:`state_sharding` and is
-  donated. Order within a step: views; the task's ``targets`` from the second network,
-  without gradient (MoCo keys, BYOL target projections); loss and gradients; the
-  optimiser update; then ``update_task_state`` with the updated parameters (EMA, enqueue),
-  which may also change them.
+  number of devices. The state keeps its shardings and is donated. Order within a step:
+  views; the task's ``targets`` from the second network, without gradient (MoCo keys,
+  BYOL target projections); loss and gradients; the optimiser update; then
+  ``update_task_state`` with the updated parameters (EMA, enqueue), which may also change
+  them.
   """
   base_key = jax.random.key(config.seed + 1)
   sections = task_sections(config)
   targets_fn = getattr(task, 'targets', None)
   update_task_state = getattr(task, 'update_task_state', None)
   apply_target = apply_target_fn(model)
-  shardings = state_sharding(
-      jax.eval_shape(lambda: init_state(config, model, tx, task)), mesh, task,
-      config.mesh.fsdp_min_bytes)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     key_views, key_dropout, key_targets = jax.random.split(
@@ -277,8 +293,8 @@ def make_train_step(config: ml_collections.ConfigDict, model: Model,
                               opt_state=opt_state, task_state=task_state)
     return new_state, metrics
 
-  return jax.jit(train_step, in_shardings=(shardings, batch_sharding(mesh)),
-                 out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
+  return jax.jit(train_step, in_shardings=(state_shardings, batch_sharding(mesh)),
+                 out_shardings=(state_shardings, replicated(mesh)), donate_argnums=0)
 
 
 def make_summary_fn(config: ml_collections.ConfigDict, task: ModuleType,

@@ -166,7 +166,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   logging.info('Task %s, %s, %d steps, batch %d over %d devices (state split over %d), '
                '%d training images.', config.task, config.model.name, total,
                config.batch_size, mesh.size, config.mesh.fsdp, num_examples)
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total)
+  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, total,
+                                        step_lib.shardings_of(state))
   summary_fn = step_lib.make_summary_fn(config, task, mesh)
   evaluations = _periodic_evaluations(config, builder, step_lib.make_mesh(devices), workdir,
                                       total)

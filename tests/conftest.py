@@ -78,7 +78,8 @@ def one_train_step(config, devices, batch):
   model = step_lib.build_model(config, task, 10, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
   train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh,
-                                        max(config.total_steps, 1))
+                                        max(config.total_steps, 1),
+                                        step_lib.shardings_of(state))
   return train_step(state, jax.device_put(batch, step_lib.batch_sharding(mesh)))
 
 

@@ -162,7 +162,8 @@ def test_moco_train_steps_enqueue_keys_and_update_the_key_encoder():
   model = step_lib.build_model(config, task, 10, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
   assert state.task_state['queue'].sharding.spec[0] == 'data'  # The queue is sharded.
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, 10)
+  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, 10,
+                                        step_lib.shardings_of(state))
   labels = []
   for s in range(3):
     batch = _batch(seed=s)

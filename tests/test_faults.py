@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -155,7 +156,7 @@ def test_command_line_user_error_is_one_line(tmp_path):
     assert 'Traceback' in f.read()
 
 
-KILL_CONFIG = dict(total_steps=12, checkpoint_every=1, log_every=3, keep_checkpoints=2)
+KILL_CONFIG = dict(total_steps=8, checkpoint_every=1, log_every=3, keep_checkpoints=2)
 DRIVER = ('import sys; sys.path[:0] = sys.argv[2:]; from conftest import tiny_config; '
           'from ssl_jax import train; '
           f'train.train(tiny_config(**{KILL_CONFIG!r}), sys.argv[1])')
@@ -167,31 +168,45 @@ def _driver(workdir):
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _wait_for(path: str, process: subprocess.Popen, timeout: float = 300) -> None:
+  """Returns once ``path`` exists (or ``process`` ended, or ``timeout`` seconds passed)."""
+  deadline = time.time() + timeout
+  while not os.path.exists(path) and process.poll() is None and time.time() < deadline:
+    time.sleep(0.01)
+
+
 def test_kill_9_at_random_moments_resumes_bit_identically(tmp_path):
-  """4 trials: a run killed with SIGKILL at a random moment (while loading, training or
-  saving), then resumed, ends with the parameters of an uninterrupted run. One moment is
-  drawn in each quarter of the 40-100 % window, so that the few trials (each ~25 s on a
-  2-core CPU) still spread over loading, the steps and the saves."""
-  import time
+  """4 trials: a run killed with SIGKILL at a random moment, then resumed, ends with the
+  parameters of an uninterrupted run. The moments are drawn from the run's own progress,
+  not from a clock (a compilation cache or a slower machine moves the clock's moments
+  past the end): one while the run loads (within 2 s of writing its config, before or
+  around its first checkpoint), three within 0.4 s of checkpoints 1-2, 3-4 and 5, while
+  it trains and saves the next ones (each step saves a checkpoint)."""
   reference = str(tmp_path / 'reference')
-  start = time.time()
-  assert _driver(reference).wait(timeout=600) == 0
-  duration = time.time() - start
+  # The uninterrupted run trains in this process, as the resumes do (the same programs).
+  assert train.train(tiny_config(**KILL_CONFIG), reference)
   expected = _params(reference)
   rng = np.random.default_rng(0)
+  markers = [('config.json', 2.0)] + [
+      (os.path.join('checkpoints', str(step)), 0.4)
+      for step in (rng.integers(1, 3), rng.integers(3, 5), 5)]
   resumed_from = []
-  for trial in range(4):
+  for trial, (marker, window) in enumerate(markers):
     workdir = str(tmp_path / f'trial{trial}')
     process = _driver(workdir)
-    time.sleep(rng.uniform(0.4 + 0.15 * trial, 0.55 + 0.15 * trial) * duration)
+    _wait_for(os.path.join(workdir, marker), process)
+    time.sleep(rng.uniform(0, window))
+    assert process.poll() is None, f'trial {trial} ended before its kill'
     process.kill()
     process.wait()
-    resumed_from.append(checkpoint.Checkpointer(workdir).latest_step())
+    resumed_from.append(checkpoint.Checkpointer(workdir).latest_step() or 0)
     assert train.train(tiny_config(**KILL_CONFIG), workdir)
     for a, b in zip(expected, _params(workdir)):
       np.testing.assert_array_equal(a, b)
   print('resumed from steps', resumed_from)
-  assert any(step for step in resumed_from)  # Some kills came after checkpoints.
+  # Killed before the run ended, and the later trials after checkpoints.
+  assert all(step < KILL_CONFIG['total_steps'] for step in resumed_from), resumed_from
+  assert all(step >= 1 for step in resumed_from[1:]), resumed_from
 
 
 def test_resume_after_a_kill_does_not_repeat_metrics_rows(tmp_path):

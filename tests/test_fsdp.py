@@ -44,7 +44,8 @@ def _train(config, fsdp: int, steps: int = 2):
   tx, schedule = make_optimizer(config)
   model = step_lib.build_model(config, task, 10, mesh)
   state = step_lib.create_state(config, model, tx, task, mesh)
-  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, 10)
+  train_step = step_lib.make_train_step(config, model, tx, task, schedule, mesh, 10,
+                                        step_lib.shardings_of(state))
   losses = []
   for batch in _batches(config, task, steps):
     state, metrics = train_step(state, jax.device_put(batch, step_lib.batch_sharding(mesh)))

@@ -86,3 +86,22 @@ def test_constant_lr_modules_keep_the_peak_rate():
   np.testing.assert_allclose(updates['head']['predictor']['kernel'], -0.1, rtol=1e-6)
   np.testing.assert_allclose(updates['head']['projector']['kernel'], -schedule(49), rtol=1e-5)
   assert float(schedule(49)) < 0.06
+
+
+def test_abstract_state_is_the_created_states_shapes_dtypes_and_shardings():
+  """What compiles the step without a state (the memory benchmark) describes the state
+  that training creates: MoCo's, with its queue split over the devices and the
+  parameters and key encoder over mesh.fsdp=2."""
+  from ssl_jax import step as step_lib
+  config = tiny_config('moco', **{'mesh.fsdp': 2, 'mesh.fsdp_min_bytes': 0})
+  mesh = step_lib.make_mesh(jax.devices(), 2)
+  task = step_lib.import_task(config)
+  tx, _ = make_optimizer(config)
+  model = step_lib.build_model(config, task, 10, mesh)
+  created = step_lib.create_state(config, model, tx, task, mesh)
+  abstract = step_lib.abstract_state(config, model, tx, task, mesh)
+  assert jax.tree.structure(created) == jax.tree.structure(abstract)
+  for x, a in zip(jax.tree.leaves(created), jax.tree.leaves(abstract)):
+    assert (x.shape, x.dtype, x.sharding) == (a.shape, a.dtype, a.sharding)
+  assert step_lib.shardings_of(created).task_state['queue'].spec[0] == ('data', 'fsdp')
+  assert any('fsdp' in s.spec for s in jax.tree.leaves(step_lib.shardings_of(abstract).params))
