@@ -93,7 +93,8 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
         writers_section: ml_collections.ConfigDict | None = None,
         run_config: Mapping[str, Any] | None = None) -> tuple[Any, bool]:
   """Trains ``state`` (a pytree with a ``step`` field, laid out on its devices) to
-  ``total_steps`` in ``workdir``; returns (state, finished). ``finished`` is False when
+  ``total_steps`` in ``workdir``; returns (state, finished). ``state`` is consumed: donated
+  to the first step, or freed when a checkpoint replaces it. ``finished`` is False when
   SIGTERM stopped the run after saving (call again to resume).
 
   ``batches_from(start_step)`` yields the batches from a step on (the input stream is a
@@ -102,7 +103,13 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
   (the ``writers`` section) adds optional writers, with ``run_config`` as their record.
   """
   ckpt = checkpoint.Checkpointer(workdir, keep_checkpoints)
-  state = ckpt.restore(state)
+  restored = ckpt.restore(state)
+  if restored is not state:
+    # The checkpoint replaces the fresh state: free its buffers now, as the first step's
+    # donation would have. The caller still refers to it during this call, so a resumed
+    # run would otherwise keep a second copy of the state on every device to its end.
+    jax.tree.map(lambda x: x.delete() if isinstance(x, jax.Array) else None, state)
+  state = restored
   start = int(state.step)
   last_saved = ckpt.latest_step()
   if start >= total_steps:

@@ -246,8 +246,10 @@ def make_train_step(config: ml_collections.ConfigDict, model: Model,
                     schedule: Callable, mesh: jax.sharding.Mesh,
                     total_steps: int, state_shardings: Any) -> Callable:
   """The jitted ``(state, batch) -> (state, metrics)`` for a state of ``state_shardings``
-  (:func:`shardings_of` the state from :func:`create_state` or :func:`abstract_state`:
-  taken, not recomputed, because tracing the model's init again costs seconds).
+  (:func:`shardings_of` the state from :func:`create_state`, a checkpoint restored onto
+  it, or :func:`abstract_state`: taken, not recomputed, because tracing the model's init
+  again costs seconds). A state laid out otherwise (say, put on the devices replicated)
+  would compile a step without its FSDP split.
 
   The batch is a global array sharded over the mesh and the loss a mean over the global
   batch, so XLA inserts the cross-device reductions and the result does not depend on the

@@ -34,10 +34,13 @@ os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 # pytest-xdist's workers inherit the controller's environment: each prepares the shipped
 # dataset and keeps its compilation cache in folders of its own (two workers preparing one
 # dataset race on its final rename; one may read a cache entry the other is writing).
-if os.environ.get('PYTEST_XDIST_WORKER'):
+# A test's subprocess that imports this file again (tests/test_faults.py's driver) keeps
+# its worker's folders: the same prepared data, the programs its test already compiled.
+_worker = os.environ.get('PYTEST_XDIST_WORKER')
+if _worker:
   for variable in ('TFDS_DATA_DIR', 'JAX_COMPILATION_CACHE_DIR'):
-    os.environ[variable] = os.path.join(os.environ[variable],
-                                        os.environ['PYTEST_XDIST_WORKER'])
+    if os.path.basename(os.environ[variable]) != _worker:
+      os.environ[variable] = os.path.join(os.environ[variable], _worker)
 os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
 # gs:// through gcsfs, which a local GCS emulator can stand in for (tests/test_paths.py);
 # TensorFlow's GCS client, epath's default, has no endpoint setting. Read once per process,

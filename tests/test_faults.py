@@ -156,57 +156,68 @@ def test_command_line_user_error_is_one_line(tmp_path):
     assert 'Traceback' in f.read()
 
 
-KILL_CONFIG = dict(total_steps=8, checkpoint_every=1, log_every=3, keep_checkpoints=2)
+KILL_CONFIG = dict(total_steps=10, checkpoint_every=1, log_every=3, keep_checkpoints=2)
 DRIVER = ('import sys; sys.path[:0] = sys.argv[2:]; from conftest import tiny_config; '
           'from ssl_jax import train; '
           f'train.train(tiny_config(**{KILL_CONFIG!r}), sys.argv[1])')
 
 
-def _driver(workdir):
+def _driver(workdir: str, log: str) -> subprocess.Popen:
   tests = os.path.dirname(os.path.abspath(__file__))
-  return subprocess.Popen([sys.executable, '-c', DRIVER, workdir, tests, REPO],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  with open(log, 'w') as out:
+    return subprocess.Popen([sys.executable, '-c', DRIVER, workdir, tests, REPO],
+                            stdout=out, stderr=subprocess.STDOUT)
 
 
-def _wait_for(path: str, process: subprocess.Popen, timeout: float = 300) -> None:
-  """Returns once ``path`` exists (or ``process`` ended, or ``timeout`` seconds passed)."""
+def _wait_for(path: str, process: subprocess.Popen, log: str, timeout: float = 300) -> float:
+  """The time at which ``path`` appeared; fails with the run's log if ``process`` ended
+  or ``timeout`` seconds passed first."""
   deadline = time.time() + timeout
-  while not os.path.exists(path) and process.poll() is None and time.time() < deadline:
+  while not os.path.exists(path):
+    if process.poll() is not None or time.time() > deadline:
+      with open(log) as f:
+        pytest.fail(f'{path} never appeared (exit status {process.poll()}):\n'
+                    f'{f.read()[-3000:]}')
     time.sleep(0.01)
+  return time.time()
 
 
 def test_kill_9_at_random_moments_resumes_bit_identically(tmp_path):
   """4 trials: a run killed with SIGKILL at a random moment, then resumed, ends with the
-  parameters of an uninterrupted run. The moments are drawn from the run's own progress,
-  not from a clock (a compilation cache or a slower machine moves the clock's moments
-  past the end): one while the run loads (within 2 s of writing its config, before or
-  around its first checkpoint), three within 0.4 s of checkpoints 1-2, 3-4 and 5, while
-  it trains and saves the next ones (each step saves a checkpoint)."""
-  reference = str(tmp_path / 'reference')
+  parameters of an uninterrupted run. The moments follow the run's own progress, not a
+  clock (a warm compilation cache or another machine would move a clock's moments past
+  the run's end): one within 2 s of the run writing its config (while it builds the
+  step, before or around its first checkpoint), three within one step's time of
+  checkpoints 2-3, 4-5 and 6, while it trains and saves the next (every step saves; 10
+  steps leave a margin before the end for a step faster than the one timed).
+  The draws are seeded: the same moments relative to the run on every test run."""
   # The uninterrupted run trains in this process, as the resumes do (the same programs).
+  reference = str(tmp_path / 'reference')
   assert train.train(tiny_config(**KILL_CONFIG), reference)
   expected = _params(reference)
   rng = np.random.default_rng(0)
-  markers = [('config.json', 2.0)] + [
-      (os.path.join('checkpoints', str(step)), 0.4)
-      for step in (rng.integers(1, 3), rng.integers(3, 5), 5)]
   resumed_from = []
-  for trial, (marker, window) in enumerate(markers):
-    workdir = str(tmp_path / f'trial{trial}')
-    process = _driver(workdir)
-    _wait_for(os.path.join(workdir, marker), process)
+  for trial, step in enumerate([0, rng.integers(2, 4), rng.integers(4, 6), 6]):
+    workdir, log = str(tmp_path / f'trial{trial}'), str(tmp_path / f'trial{trial}.log')
+    process = _driver(workdir, log)
+    if step:  # A step's time: between the checkpoint before and this one.
+      before = _wait_for(os.path.join(workdir, 'checkpoints', str(step - 1)), process, log)
+      window = _wait_for(os.path.join(workdir, 'checkpoints', str(step)), process, log) - before
+    else:
+      _wait_for(os.path.join(workdir, 'config.json'), process, log)
+      window = 2.0
     time.sleep(rng.uniform(0, window))
     assert process.poll() is None, f'trial {trial} ended before its kill'
     process.kill()
     process.wait()
-    resumed_from.append(checkpoint.Checkpointer(workdir).latest_step() or 0)
+    resumed_from.append(checkpoint.latest_step(workdir) or 0)
     assert train.train(tiny_config(**KILL_CONFIG), workdir)
     for a, b in zip(expected, _params(workdir)):
       np.testing.assert_array_equal(a, b)
   print('resumed from steps', resumed_from)
-  # Killed before the run ended, and the later trials after checkpoints.
+  # Killed before the run ended, and the later trials after their checkpoints.
   assert all(step < KILL_CONFIG['total_steps'] for step in resumed_from), resumed_from
-  assert all(step >= 1 for step in resumed_from[1:]), resumed_from
+  assert all(step >= 2 for step in resumed_from[1:]), resumed_from
 
 
 def test_resume_after_a_kill_does_not_repeat_metrics_rows(tmp_path):

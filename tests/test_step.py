@@ -10,6 +10,7 @@ from conftest import make_optimizer
 from conftest import one_train_step
 from conftest import tiny_config
 from ssl_jax import optim
+from ssl_jax import step as step_lib
 
 
 @pytest.mark.parametrize('task', ['rotation', 'supervised'])
@@ -92,7 +93,6 @@ def test_abstract_state_is_the_created_states_shapes_dtypes_and_shardings():
   """What compiles the step without a state (the memory benchmark) describes the state
   that training creates: MoCo's, with its queue split over the devices and the
   parameters and key encoder over mesh.fsdp=2."""
-  from ssl_jax import step as step_lib
   config = tiny_config('moco', **{'mesh.fsdp': 2, 'mesh.fsdp_min_bytes': 0})
   mesh = step_lib.make_mesh(jax.devices(), 2)
   task = step_lib.import_task(config)
