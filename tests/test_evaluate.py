@@ -41,6 +41,7 @@ def _linear_eval_config(workdir, arg):
     config.evals[name].total_steps = 3
     config.evals[name].batch_size = 64
   config.evals.lbfgs.max_iter = 50
+  config.evals.lbfgs.num_train_examples = 500  # As the notebook's tiny run.
   config.lock()
   return config
 
