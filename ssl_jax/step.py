@@ -210,13 +210,22 @@ def state_sharding(state: TrainState, mesh: jax.sharding.Mesh, task: ModuleType,
   return jax.tree_util.tree_map_with_path(leaf_sharding, state)
 
 
+def _initializer(config: ml_collections.ConfigDict, model: Model,
+                 tx: optax.GradientTransformation, task: ModuleType,
+                 mesh: jax.sharding.Mesh) -> tuple[Callable[[], TrainState], TrainState, Any]:
+  """(the function :func:`init_state` of ``config``, its abstract state, the state's
+  shardings on ``mesh``): what :func:`create_state` and :func:`abstract_state` share."""
+  init = lambda: init_state(config, model, tx, task)  # noqa: E731
+  abstract = jax.eval_shape(init)
+  return init, abstract, state_sharding(abstract, mesh, task, config.mesh.fsdp_min_bytes)
+
+
 def create_state(config: ml_collections.ConfigDict, model: Model,
                  tx: optax.GradientTransformation, task: ModuleType,
                  mesh: jax.sharding.Mesh) -> TrainState:
   """:func:`init_state`, jitted straight into its shardings on ``mesh``."""
-  init = lambda: init_state(config, model, tx, task)  # noqa: E731
+  init, _, shardings = _initializer(config, model, tx, task, mesh)
   # jit reuses eval_shape's trace of the same function: the model's init is traced once.
-  shardings = state_sharding(jax.eval_shape(init), mesh, task, config.mesh.fsdp_min_bytes)
   return jax.jit(init, out_shardings=shardings)()
 
 
@@ -225,8 +234,7 @@ def abstract_state(config: ml_collections.ConfigDict, model: Model,
                    mesh: jax.sharding.Mesh) -> TrainState:
   """The state :func:`create_state` makes, as shapes, dtypes and shardings only (nothing
   is allocated): for compiling the train step without a state (ssl_jax/memory_benchmark.py)."""
-  abstract = jax.eval_shape(lambda: init_state(config, model, tx, task))
-  shardings = state_sharding(abstract, mesh, task, config.mesh.fsdp_min_bytes)
+  _, abstract, shardings = _initializer(config, model, tx, task, mesh)
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                       abstract, shardings)
 
