@@ -3,6 +3,7 @@ datasets, unusable workdirs and bad overrides, each with a clear outcome."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -31,10 +32,20 @@ def straight(tmp_path_factory):
   return workdir
 
 
-def _four_steps(tmp_path):
-  workdir = str(tmp_path / 'run')
+@pytest.fixture(scope='module')
+def trained_four_steps(tmp_path_factory):
+  """A 4-step run (checkpoints at 2, 4), trained once for the module's tests."""
+  workdir = str(tmp_path_factory.mktemp('four_steps') / 'run')
   assert train.train(tiny_config(total_steps=4), workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+  return workdir
+
+
+@pytest.fixture
+def four_steps(trained_four_steps, tmp_path):
+  """A copy of the 4-step run's workdir, this test's to damage, resume or refuse."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(trained_four_steps, workdir)
   return workdir
 
 
@@ -51,8 +62,8 @@ def _damage(workdir, step, how):
 
 
 @pytest.mark.parametrize('how', ['truncated', 'metadata'])
-def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, straight, how, caplog):
-  workdir = _four_steps(tmp_path)
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(four_steps, straight, how, caplog):
+  workdir = four_steps
   _damage(workdir, 4, how)
   assert train.train(tiny_config(total_steps=6), workdir)  # Resumes from step 2.
   assert 'Skipped a damaged checkpoint: step 4' in caplog.text
@@ -60,30 +71,30 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, straight
     np.testing.assert_array_equal(a, b)
 
 
-def test_leftover_temporary_checkpoint_is_cleaned(tmp_path):
-  workdir = _four_steps(tmp_path)
+def test_leftover_temporary_checkpoint_is_cleaned(four_steps):
+  workdir = four_steps
   leftover = os.path.join(workdir, 'checkpoints', '6.orbax-checkpoint-tmp-1234')
   os.makedirs(os.path.join(leftover, 'default'))
   assert train.train(tiny_config(total_steps=6), workdir)
   assert not any('tmp' in name for name in os.listdir(os.path.join(workdir, 'checkpoints')))
 
 
-def test_another_task_in_the_same_workdir_is_refused_naming_the_field(tmp_path):
-  workdir = _four_steps(tmp_path)
+def test_another_task_in_the_same_workdir_is_refused_naming_the_field(four_steps):
+  workdir = four_steps
   other = tiny_config('supervised', total_steps=6)
   with pytest.raises(ValueError, match="another task \\('rotation', now 'supervised'\\)"):
     train.train(other, workdir)
 
 
-def test_another_layout_in_the_checkpoint_is_refused_with_the_paths(tmp_path):
-  workdir = _four_steps(tmp_path)
+def test_another_layout_in_the_checkpoint_is_refused_with_the_paths(four_steps):
+  workdir = four_steps
   os.remove(os.path.join(workdir, 'config.json'))  # No record: the checkpoint speaks.
   with pytest.raises(checkpoint.CheckpointError, match='does not fit this run: .*head'):
     train.train(tiny_config('supervised', total_steps=6), workdir)
 
 
-def test_changed_config_resumes_and_keeps_the_history(tmp_path, caplog):
-  workdir = _four_steps(tmp_path)
+def test_changed_config_resumes_and_keeps_the_history(four_steps, caplog):
+  workdir = four_steps
   assert train.train(tiny_config(total_steps=6, **{'optimizer.base_lr': 0.2}), workdir)
   history = sorted(os.listdir(os.path.join(workdir, 'configs')))
   assert history == ['step_0.json', 'step_4.json']
@@ -95,8 +106,8 @@ def test_changed_config_resumes_and_keeps_the_history(tmp_path, caplog):
   assert 'Config change at step 4: optimizer.base_lr 0.4 -> 0.2' in caplog.text
 
 
-def test_failed_save_stops_at_once_and_keeps_the_checkpoints(tmp_path, monkeypatch):
-  workdir = _four_steps(tmp_path)
+def test_failed_save_stops_at_once_and_keeps_the_checkpoints(four_steps, monkeypatch):
+  workdir = four_steps
   original = checkpoint.ocp.CheckpointManager.save
 
   def no_space(self, step, *args, **kwargs):
@@ -220,8 +231,8 @@ def test_kill_9_at_random_moments_resumes_bit_identically(tmp_path):
   assert all(step >= 2 for step in resumed_from[1:]), resumed_from
 
 
-def test_resume_after_a_kill_does_not_repeat_metrics_rows(tmp_path):
-  workdir = _four_steps(tmp_path)
+def test_resume_after_a_kill_does_not_repeat_metrics_rows(four_steps):
+  workdir = four_steps
   path = os.path.join(workdir, 'metrics.jsonl')
   with open(path, 'a') as f:  # What a run killed after step 5's log would have left.
     f.write(json.dumps({'step': 5, 'loss': 1.0}) + '\n')
