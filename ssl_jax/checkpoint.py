@@ -49,6 +49,25 @@ def layout_differences(saved: Any, template: Any, limit: int = 6) -> list[str]:
   return lines[:limit] + ([f'... and {len(lines) - limit} more'] if len(lines) > limit else [])
 
 
+# orbax's replica-parallel saving splits every replicated array into one slice per replica,
+# each cut out by its own eager dispatch on its device: for BatchNorm vectors and biases
+# that is pure overhead (a tiny ResNet on 8 CPU devices: 1.2 s a save, 0.6 s with this
+# threshold, 2026-12-01). Arrays whose slice per replica would be under 1 MiB are written
+# by one replica; large kernels (ResNet-50's 3x3x512x512, 1.2 MiB per slice on 8 chips)
+# are still split across the replicas.
+MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL = 1 << 20
+
+
+def _use_replica_parallel_for_large_arrays_only() -> None:
+  """orbax's jax.Array handler with :data:`MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL`.
+  StandardCheckpointHandler takes no handler of its own: this overrides orbax's global
+  one (as orbax documents), for every checkpoint of the process."""
+  ocp.type_handlers.register_type_handler(
+      jax.Array, ocp.type_handlers.ArrayHandler(
+          min_slice_bytes_for_replica_parallel=MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL),
+      override=True)
+
+
 class Checkpointer:
   """The checkpoints of one workdir (``WORKDIR/checkpoints/<step>``, a folder or gs://).
   With several processes every one constructs it and calls each method (orbax writes each
@@ -56,6 +75,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str, keep: int = 3):
     self.directory = files.absolute(workdir) / 'checkpoints'  # orbax wants it absolute.
+    _use_replica_parallel_for_large_arrays_only()
     self.manager = ocp.CheckpointManager(
         self.directory, item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,

@@ -89,6 +89,37 @@ def test_fsdp_equals_the_replicated_run(task, fsdp):
     assert split.task_state['queue'].sharding.spec == P(('data', 'fsdp'))
 
 
+def test_only_large_replicated_arrays_are_saved_split_over_the_replicas(tmp_path,
+                                                                       monkeypatch):
+  """orbax's replica-parallel saving (each of the 8 replicas writes a slice) for an array
+  of 1 MiB per slice; one replica writes a small one
+  (checkpoint.MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL); both restore exactly."""
+  from orbax.checkpoint._src.serialization import replica_slices
+  slices_per_array = {}
+  get = replica_slices.get_replica_slices
+
+  def counted(arr, *args, **kwargs):
+    result = get(arr, *args, **kwargs)
+    slices_per_array[arr.shape] = len(result.replica_slices)
+    return result
+
+  monkeypatch.setattr(replica_slices, 'get_replica_slices', counted)
+  replicated = jax.sharding.NamedSharding(step_lib.make_mesh(),
+                                          jax.sharding.PartitionSpec())
+  rows = checkpoint.MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL // 4 // 256  # 1 MiB per replica.
+  state = {'large': jax.device_put(np.arange(8 * rows * 256, dtype=np.float32).reshape(
+               8 * rows, 256), replicated),
+           'small': jax.device_put(np.arange(64, dtype=np.float32), replicated)}
+  ckpt = checkpoint.Checkpointer(str(tmp_path))
+  ckpt.save(1, state)
+  ckpt.wait()
+  restored = ckpt.restore(jax.tree.map(jnp.zeros_like, state))
+  ckpt.close()
+  assert slices_per_array == {(8 * rows, 256): 8, (64,): 1}
+  for name in state:
+    np.testing.assert_array_equal(np.asarray(restored[name]), np.asarray(state[name]))
+
+
 def test_checkpoint_moves_between_replicated_and_fsdp(tmp_path):
   """A replicated checkpoint restores into an fsdp=4 state (split as the run asks) and an
   fsdp checkpoint back into a replicated one, with the same values."""
