@@ -2,6 +2,8 @@
 on its own) against a numpy per-view normalisation, and its online classifier against a
 numpy cross-entropy and the stop-gradient that keeps the labels out of the encoder."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +34,8 @@ def _model(per_view_bn: bool, online_classifier: bool = True):
   task = step_lib.import_task(config)
   model = step_lib.build_model(config, task, NUM_CLASSES, step_lib.make_mesh())
   views = task.views(_batch(), jax.random.key(1), sections(config))
-  variables = model.init(jax.random.key(0), views, train=False)
+  # Jitted: op by op, the tiny model's first calls compile each operation on its own.
+  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), views)
   return config, model, views, variables
 
 
@@ -47,8 +50,9 @@ def _numpy_bn(x, scale, bias, epsilon):
 def _bn_inputs_and_outputs(model, variables, views):
   """(inputs, outputs) of each call of the encoder's root BN and of the projector's
   hidden BN (one call per view with per-view BN, one in all without)."""
-  _, state = model.apply(variables, views, train=True, capture_intermediates=True,
-                         mutable=['batch_stats', 'intermediates'])
+  _, state = jax.jit(functools.partial(
+      model.apply, train=True, capture_intermediates=True,
+      mutable=['batch_stats', 'intermediates']))(variables, views)
   inter = state['intermediates']
   return {
       'root_bn': (inter['encoder']['root']['__call__'],
@@ -86,12 +90,12 @@ def test_per_view_bn_normalises_each_view_in_the_online_and_target_networks():
 
   # The target network: view 1's projections do not depend on view 2 with per-view BN.
   apply_target = step_lib.apply_target_fn(model)
-  both = byol.targets({'target_params': variables['params']}, views, jax.random.key(0),
-                      sections(config), apply_target)['target_projection']
-  alone = apply_target(variables['params'], views['inputs'][:1])['projection']
+  targets = jax.jit(lambda params, views: byol.targets(
+      {'target_params': params}, views, jax.random.key(0), sections(config), apply_target))
+  both = targets(variables['params'], views)['target_projection']
+  alone = jax.jit(apply_target)(variables['params'], views['inputs'][:1])['projection']
   np.testing.assert_allclose(both[0::2], alone, rtol=1e-4, atol=1e-5)
-  shared = byol.targets({'target_params': variables['params']}, shared_views,
-                        jax.random.key(0), sections(config), apply_target)
+  shared = targets(variables['params'], shared_views)
   shared_view1 = np.asarray(shared['target_projection'][0::2])
   assert np.abs(shared_view1 - np.asarray(alone)).max() > 1e-3
 
@@ -107,12 +111,13 @@ def test_online_classifier_loss_equals_numpy_and_leaves_the_encoder_without_grad
     total, metrics = byol.loss(outputs, views, None, s, progress(0, 10))
     return (metrics['classifier_loss'] if only_classifier else total), metrics
 
-  (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables['params'], True)
+  (_, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True),
+                                static_argnums=1)(variables['params'], True)
   # Numpy: view 1's representation (the encoder on view 1 alone: per-view BN) through the
   # classifier, softmax cross-entropy with the labels and top-1.
-  pre_logits, _ = model.apply(variables, views['inputs'][0], train=True,
-                              mutable=['batch_stats'],
-                              method=lambda m, x, train: m.encoder(x, train=train))
+  pre_logits, _ = jax.jit(lambda v, x: model.apply(
+      v, x, train=True, mutable=['batch_stats'],
+      method=lambda m, x, train: m.encoder(x, train=train)))(variables, views['inputs'][0])
   head = variables['params']['head']['classifier']
   logits = (np.asarray(pre_logits['pre_logits'], np.float64) @ np.asarray(head['kernel'])
             + np.asarray(head['bias']))
@@ -124,7 +129,8 @@ def test_online_classifier_loss_equals_numpy_and_leaves_the_encoder_without_grad
   np.testing.assert_allclose(metrics['classifier_top1'],
                              np.mean(logits.argmax(-1) == labels), rtol=1e-6)
   np.testing.assert_allclose(metrics['regression_loss'] + metrics['classifier_loss'],
-                             loss_fn(variables['params'], False)[0], rtol=1e-5)
+                             jax.jit(loss_fn, static_argnums=1)(variables['params'], False)[0],
+                             rtol=1e-5)
   # The classifier learns from the labels; nothing else gets their gradient.
   flat = jax.tree_util.tree_flatten_with_path(grads)[0]
   for path, grad in flat:
