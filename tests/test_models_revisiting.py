@@ -167,8 +167,9 @@ def test_zero_init_residual_starts_every_revnet_unit_as_a_swap_and_trains():
   units = (1, 2, 1, 1)
   model = revnet.RevNet(k=0.125, units=units, zero_init_residual=True)
   x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
-  variables = model.init(jax.random.key(0), x, train=False)
-  end_points = model.apply(variables, x, train=False)
+  # Jitted: op by op, each operation of the model would compile on its own.
+  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), x)
+  end_points = jax.jit(functools.partial(model.apply, train=False))(variables, x)
   expected = end_points['after_root']
   for stage, (num_units, stride) in enumerate(zip(units, model.stage_strides)):
     width = layers.channels(64 * 2**stage, model.k)
@@ -177,11 +178,12 @@ def test_zero_init_residual_starts_every_revnet_unit_as_a_swap_and_trains():
       half = width // 2
       expected = jnp.concatenate([expected[..., half:], expected[..., :half]], -1)
     np.testing.assert_allclose(end_points[f'block{stage + 1}'], expected, atol=1e-6)
-  default = revnet.RevNet(k=0.125, units=units).init(jax.random.key(0), x, train=False)
+  default = jax.jit(functools.partial(revnet.RevNet(k=0.125, units=units).init,
+                                      train=False))(jax.random.key(0), x)
   assert np.abs(default['params']['block1_0']['residual']['conv3']['conv']['kernel']).sum() > 0
 
   def loss(params):
     out = model.apply({**variables, 'params': params}, x, train=False)
     return jnp.sum(out['pre_logits'] ** 2)
-  grads = jax.grad(loss)(variables['params'])
+  grads = jax.jit(jax.grad(loss))(variables['params'])
   assert np.abs(grads['block4_0']['residual']['conv3']['conv']['kernel']).sum() > 0
