@@ -1,6 +1,7 @@
 """BatchNorm over fixed groups of images (bn_group_images): each task's inputs keep an
 image's rows together, grouped BN is each group's own BN, and the recipes' group sizes."""
 
+import functools
 import importlib
 import json
 import os
@@ -69,13 +70,14 @@ def test_grouped_bn_is_each_groups_own_bn():
   plain = step_lib.build_model(global_config, task, 10, mesh)
   views = task.views(_random_batch(grouped_config, task, 8, 0), jax.random.key(0),
                      sections(grouped_config))
-  variables = grouped.init(jax.random.key(1), views, train=False)
-  outputs, stats = grouped.apply(variables, views, train=True, mutable=['batch_stats'])
+  variables = jax.jit(functools.partial(grouped.init, train=False))(jax.random.key(1), views)
+  outputs, stats = jax.jit(functools.partial(grouped.apply, train=True, mutable=['batch_stats']))(
+      variables, views)
   rows = 4 * 2  # 4 rotations x 2 images.
   alone, alone_stats = [], []
+  apply_plain = jax.jit(functools.partial(plain.apply, train=True, mutable=['batch_stats']))
   for start in range(0, 32, rows):
-    out, new = plain.apply(variables, {'inputs': views['inputs'][start:start + rows]},
-                           train=True, mutable=['batch_stats'])
+    out, new = apply_plain(variables, {'inputs': views['inputs'][start:start + rows]})
     alone.append(out)
     alone_stats.append(new['batch_stats'])
   np.testing.assert_allclose(outputs, np.concatenate(alone), rtol=1e-4, atol=1e-5)

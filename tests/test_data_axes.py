@@ -2,6 +2,7 @@
 corruptions of the pretraining images against PIL and their invariants, label maps,
 concatenated encoders."""
 
+import functools
 import io
 import pathlib
 
@@ -259,7 +260,8 @@ def test_label_maps_from_names_features_and_taxonomy():
 
 def _random_encoder(mesh, seed=0):
   module = step_lib.build_encoder(tiny_config().model)
-  variables = module.init(jax.random.key(seed), jnp.zeros((1, 16, 16, 3)), train=False)
+  variables = jax.jit(functools.partial(module.init, train=False))(
+      jax.random.key(seed), jnp.zeros((1, 16, 16, 3)))
   return context.Encoder(module, jax.device_put(variables, step_lib.replicated(mesh)))
 
 

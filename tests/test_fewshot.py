@@ -2,6 +2,8 @@
 counts, seeded; the interval against scipy; the per-episode classifier against
 scikit-learn's LogisticRegression; separable features; run() on the shipped test split."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,7 +123,8 @@ def test_run_on_the_shipped_test_split():
   mesh = step_lib.make_mesh()
   data = context_lib.data_spec(config, input_pipeline.get_builder(config.dataset), mesh)
   module = step_lib.build_encoder(config.model)
-  variables = module.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
+  variables = jax.jit(functools.partial(module.init, train=False))(
+      jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
   encoder = context_lib.Encoder(module, jax.device_put(variables, step_lib.replicated(mesh)))
   section = config.evals.fewshot
   results = context_lib.run_evaluator('fewshot', section, encoder, data, '')

@@ -275,7 +275,7 @@ def test_target_network_without_statistics_runs_plainly():
   config = tiny_config(**{'model.name': 'revnet', 'model.units': (2, 1, 1, 1)}).model
   x = jax.random.normal(jax.random.key(0), (4, 16, 16, 3))
   plain = revnet.build(config)
-  params = plain.init(jax.random.key(1), x, train=False)['params']
+  params = jax.jit(functools.partial(plain.init, train=False))(jax.random.key(1), x)['params']
   with config.unlocked():
     config.reversible_backward = True
   outputs = [model.apply({'params': params}, x, train=True, mutable=['batch_stats'])[0]

@@ -3,6 +3,7 @@ the memory bank split over 8 devices, on a seeded subsample of the training spli
 evaluator of a workdir, and as the monitor of the training loop."""
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -102,7 +103,8 @@ def test_memory_bank_is_a_seeded_subsample_scored_as_brute_force(tmp_path, monke
   assert set(knn.bank_ids(section, dataclasses.replace(data, seed=data.seed + 1)).tolist()
              ) != set(ids.tolist())
   module = step_lib.build_encoder(config.model)
-  variables = module.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
+  variables = jax.jit(functools.partial(module.init, train=False))(
+      jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
   encoder = context_lib.Encoder(module, jax.device_put(variables, step_lib.replicated(mesh)))
   bank_sizes = []  # Rows of the memory bank that run() extracts.
   extract = features_lib.extract

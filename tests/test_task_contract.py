@@ -1,6 +1,7 @@
 """Every task module against the contract of ssl_jax/tasks/__init__.py; SimSiam and
 multi-crop, the two additions made through the contract alone."""
 
+import functools
 import importlib
 import inspect
 import os
@@ -144,11 +145,12 @@ def test_multicrop_model_encodes_each_resolution_and_concatenates():
   large, small = views['inputs']
   assert large.shape == (8, 16, 16, 3) and small.shape == (12, 8, 8, 3)
   model = step_lib.build_model(config, task, 10, step_lib.make_mesh())
-  variables = model.init(jax.random.key(0), views, train=False)
-  outputs = model.apply(variables, views, train=False)
+  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), views)
+  apply = jax.jit(functools.partial(model.apply, train=False))
+  outputs = apply(variables, views)
   assert outputs['prediction'].shape == (20, 16)
   # The small views' rows are the encoder and head applied to them alone (eval mode).
-  alone = model.apply(variables, {'inputs': small}, train=False)
+  alone = apply(variables, {'inputs': small})
   np.testing.assert_allclose(outputs['projection'][8:], alone['projection'], rtol=1e-4,
                              atol=1e-5)
 
