@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import ONE_STAGE
 from conftest import compare_1_and_8_devices
 from conftest import make_optimizer
 from conftest import progress
@@ -117,7 +118,7 @@ def test_loss_and_gradients_equal_on_1_and_8_devices(task, optimizer):
   # parameters' rounding differences stay within the helper's tolerance.
   overrides = {'task.filter_negatives_by_label': True} if task == 'moco' else {}
   config = _config(task, **{'optimizer.name': optimizer, 'optimizer.base_lr': 0.001},
-                   **overrides)
+                   **overrides, **ONE_STAGE)
   state, metrics = compare_1_and_8_devices(config, _batch(), rtol=1e-4)
   assert np.isfinite(metrics['loss'])
   if task == 'byol':  # The target is initialised from its own seed, not copied.

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import ONE_STAGE
 from conftest import compare_1_and_8_devices
 from conftest import progress
 from conftest import sections
@@ -180,7 +181,7 @@ def test_loss_and_step_equal_on_1_and_8_devices(copies, mode, group):
   # Groups of 4 images span 2 of the 8 devices, groups of 2 lie on one. A small learning
   # rate: normalising over a few embeddings makes gradients 4x larger, and so their
   # float32 rounding, which the parameter comparison's atol reads after the update.
-  config = tiny_config(task='exemplar', **{
+  config = tiny_config(task='exemplar', **ONE_STAGE, **{
       'exemplar.copies': copies, 'exemplar.embedding': 16, 'exemplar.normalize': mode,
       'exemplar.group_images': group, 'optimizer.warmup_steps': 0,
       'optimizer.base_lr': 0.04})

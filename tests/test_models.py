@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ssl_jax import models
 from ssl_jax.models import layers
 from ssl_jax.models import resnet
 
@@ -30,6 +31,15 @@ def test_end_points_shapes_standard_width():
       'after_root': (2, 56, 56, 64), 'block1': (2, 56, 56, 256),
       'block2': (2, 28, 28, 512), 'block3': (2, 14, 14, 1024),
       'block4': (2, 7, 7, 2048), 'pre_logits': (2, 2048)}
+
+
+def test_a_stride_per_stage_is_required():
+  config = models.config()
+  config.units = (1,)
+  with pytest.raises(ValueError, match=r'model.units=\(1,\) and model.stage_strides='):
+    resnet.build(config)
+  config.stage_strides = (1,)
+  assert resnet.build(config).units == (1,)
 
 
 def test_minus_variant_keeps_negative_pre_logits():

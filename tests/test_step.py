@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import ONE_STAGE
 from conftest import compare_1_and_8_devices
 from conftest import make_optimizer
 from conftest import one_train_step
@@ -15,7 +16,7 @@ from ssl_jax import step as step_lib
 
 @pytest.mark.parametrize('task', ['rotation', 'supervised'])
 def test_loss_and_gradients_equal_on_1_and_8_devices(task):
-  config = tiny_config(task=task, **{'optimizer.warmup_steps': 0})
+  config = tiny_config(task=task, **ONE_STAGE, **{'optimizer.warmup_steps': 0})
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (16, 16, 16, 3)).astype(np.uint8),
            'label': rng.integers(0, 10, (16,)).astype(np.int32)}
@@ -26,7 +27,7 @@ def test_loss_and_gradients_equal_on_1_and_8_devices(task):
 def test_bn_groups_of_images_equal_on_1_and_8_devices(group):
   """BN statistics over fixed groups of images (16 images: 4 groups spanning 2 devices
   each, or 8 groups, one per device) do not depend on the device count."""
-  config = tiny_config(bn_group_images=group, **{'optimizer.warmup_steps': 0})
+  config = tiny_config(bn_group_images=group, **ONE_STAGE, **{'optimizer.warmup_steps': 0})
   batch = {'image': np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3)).astype(np.uint8)}
   compare_1_and_8_devices(config, batch)
 

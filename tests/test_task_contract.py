@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import ONE_STAGE
 from conftest import compare_1_and_8_devices
 from conftest import sections
 from conftest import tiny_config
@@ -159,7 +160,7 @@ def test_multicrop_model_encodes_each_resolution_and_concatenates():
 def test_simsiam_and_multicrop_equal_on_1_and_8_devices(task, local):
   sizes = ({'task.proj_dim': 16, 'task.pred_hidden': 8} if task == 'simsiam'
            else {'task.proj_hidden': 16, 'task.proj_dim': 8})
-  config = tiny_config(task, batch_size=8, **sizes, **{
+  config = tiny_config(task, batch_size=8, **sizes, **ONE_STAGE, **{
       'optimizer.warmup_steps': 0, 'optimizer.base_lr': 0.001, 'input.local_crops': local,
       'input.local_size': 8})
   # The loss of a random net is a mean cosine near 0: its rounding is relative to 1.
