@@ -11,6 +11,7 @@ import pytest
 
 from conftest import progress
 from conftest import sections
+from conftest import ONE_STAGE
 from conftest import tiny_config
 from ssl_jax import step as step_lib
 from ssl_jax.tasks import byol
@@ -28,7 +29,7 @@ def _batch(n=8, size=16, seed=0):
 
 
 def _model(per_view_bn: bool, online_classifier: bool = True):
-  config = tiny_config('byol', **{'model.variant': 'v1', 'task.proj_hidden': 16,
+  config = tiny_config('byol', **ONE_STAGE, **{'model.variant': 'v1', 'task.proj_hidden': 16,
                                   'task.proj_dim': 8, 'task.per_view_bn': per_view_bn,
                                   'task.online_classifier': online_classifier})
   task = step_lib.import_task(config)

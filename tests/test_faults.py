@@ -12,12 +12,19 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import ONE_STAGE
 from conftest import tiny_config
 from ssl_jax import checkpoint
 from ssl_jax import main as main_lib
 from ssl_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def faults_config(task: str = 'rotation', **overrides):
+  """The tiny run on a one-stage encoder (conftest.ONE_STAGE): these tests check what
+  is saved, refused and resumed, which no more stages would change."""
+  return tiny_config(task, **ONE_STAGE, **overrides)
 
 
 def _params(workdir):
@@ -28,7 +35,7 @@ def _params(workdir):
 def straight(tmp_path_factory):
   """An uninterrupted 6-step run (checkpoints at 2, 4, 6)."""
   workdir = str(tmp_path_factory.mktemp('straight'))
-  assert train.train(tiny_config(total_steps=6), workdir)
+  assert train.train(faults_config(total_steps=6), workdir)
   return workdir
 
 
@@ -36,7 +43,7 @@ def straight(tmp_path_factory):
 def trained_four_steps(tmp_path_factory):
   """A 4-step run (checkpoints at 2, 4), trained once for the module's tests."""
   workdir = str(tmp_path_factory.mktemp('four_steps') / 'run')
-  assert train.train(tiny_config(total_steps=4), workdir)
+  assert train.train(faults_config(total_steps=4), workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
   return workdir
 
@@ -65,7 +72,7 @@ def _damage(workdir, step, how):
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(four_steps, straight, how, caplog):
   workdir = four_steps
   _damage(workdir, 4, how)
-  assert train.train(tiny_config(total_steps=6), workdir)  # Resumes from step 2.
+  assert train.train(faults_config(total_steps=6), workdir)  # Resumes from step 2.
   assert 'Skipped a damaged checkpoint: step 4' in caplog.text
   for a, b in zip(_params(straight), _params(workdir)):
     np.testing.assert_array_equal(a, b)
@@ -75,13 +82,13 @@ def test_leftover_temporary_checkpoint_is_cleaned(four_steps):
   workdir = four_steps
   leftover = os.path.join(workdir, 'checkpoints', '6.orbax-checkpoint-tmp-1234')
   os.makedirs(os.path.join(leftover, 'default'))
-  assert train.train(tiny_config(total_steps=6), workdir)
+  assert train.train(faults_config(total_steps=6), workdir)
   assert not any('tmp' in name for name in os.listdir(os.path.join(workdir, 'checkpoints')))
 
 
 def test_another_task_in_the_same_workdir_is_refused_naming_the_field(four_steps):
   workdir = four_steps
-  other = tiny_config('supervised', total_steps=6)
+  other = faults_config('supervised', total_steps=6)
   with pytest.raises(ValueError, match="another task \\('rotation', now 'supervised'\\)"):
     train.train(other, workdir)
 
@@ -90,12 +97,12 @@ def test_another_layout_in_the_checkpoint_is_refused_with_the_paths(four_steps):
   workdir = four_steps
   os.remove(os.path.join(workdir, 'config.json'))  # No record: the checkpoint speaks.
   with pytest.raises(checkpoint.CheckpointError, match='does not fit this run: .*head'):
-    train.train(tiny_config('supervised', total_steps=6), workdir)
+    train.train(faults_config('supervised', total_steps=6), workdir)
 
 
 def test_changed_config_resumes_and_keeps_the_history(four_steps, caplog):
   workdir = four_steps
-  assert train.train(tiny_config(total_steps=6, **{'optimizer.base_lr': 0.2}), workdir)
+  assert train.train(faults_config(total_steps=6, **{'optimizer.base_lr': 0.2}), workdir)
   history = sorted(os.listdir(os.path.join(workdir, 'configs')))
   assert history == ['step_0.json', 'step_4.json']
   with open(os.path.join(workdir, 'configs', 'step_0.json')) as f:
@@ -117,13 +124,13 @@ def test_failed_save_stops_at_once_and_keeps_the_checkpoints(four_steps, monkeyp
 
   monkeypatch.setattr(checkpoint.ocp.CheckpointManager, 'save', no_space)
   with pytest.raises(checkpoint.CheckpointError, match='step 6 .*No space left on device'):
-    train.train(tiny_config(total_steps=8), workdir)
+    train.train(faults_config(total_steps=8), workdir)
   assert checkpoint.Checkpointer(workdir).latest_step() == 4
   assert len(_params(workdir)) > 0
 
 
 def test_unprepared_dataset_names_it_and_the_fixes(tmp_path):
-  config = tiny_config(**{'dataset.name': 'cifar10', 'dataset.data_dir': str(tmp_path),
+  config = faults_config(**{'dataset.name': 'cifar10', 'dataset.data_dir': str(tmp_path),
                           'dataset.cache': False})
   with pytest.raises(ValueError, match=("Dataset 'cifar10' has no prepared split 'train' .*"
                                         'tfds build cifar10.*runlocal')):
@@ -132,7 +139,7 @@ def test_unprepared_dataset_names_it_and_the_fixes(tmp_path):
 
 def test_unusable_workdir_fails_before_anything_is_built():
   with pytest.raises(ValueError, match="Cannot create or write the workdir '/proc/x'"):
-    main_lib.run(tiny_config(), '/proc/x')
+    main_lib.run(faults_config(), '/proc/x')
 
 
 @pytest.mark.parametrize('field,value,message', [
@@ -141,7 +148,7 @@ def test_unusable_workdir_fails_before_anything_is_built():
     ('augment.normalize', 'none', 'use one of unit, imagenet, symmetric'),
 ])
 def test_bad_overrides_are_refused_before_training(tmp_path, field, value, message):
-  config = tiny_config()
+  config = faults_config()
   config.unlock()
   section, _, name = field.rpartition('.')
   (config[section] if section else config)[name] = value
@@ -167,7 +174,8 @@ def test_command_line_user_error_is_one_line(tmp_path):
     assert 'Traceback' in f.read()
 
 
-KILL_CONFIG = dict(total_steps=10, checkpoint_every=1, log_every=3, keep_checkpoints=2)
+KILL_CONFIG = dict(total_steps=10, checkpoint_every=1, log_every=3, keep_checkpoints=2,
+                   **ONE_STAGE)
 DRIVER = ('import sys; sys.path[:0] = sys.argv[2:]; from conftest import tiny_config; '
           'from ssl_jax import train; '
           f'train.train(tiny_config(**{KILL_CONFIG!r}), sys.argv[1])')
@@ -236,7 +244,7 @@ def test_resume_after_a_kill_does_not_repeat_metrics_rows(four_steps):
   path = os.path.join(workdir, 'metrics.jsonl')
   with open(path, 'a') as f:  # What a run killed after step 5's log would have left.
     f.write(json.dumps({'step': 5, 'loss': 1.0}) + '\n')
-  assert train.train(tiny_config(total_steps=6), workdir)
+  assert train.train(faults_config(total_steps=6), workdir)
   with open(path) as f:
     steps = [json.loads(line)['step'] for line in f if 'loss' in line]
   assert len(steps) == len(set(steps)) and steps[-1] == 6
@@ -245,7 +253,7 @@ def test_resume_after_a_kill_does_not_repeat_metrics_rows(four_steps):
 def test_load_encoder_refuses_an_empty_batch(tmp_path):
   import ssl_jax
   workdir = str(tmp_path / 'init')
-  assert train.train(tiny_config(total_steps=0), workdir)
+  assert train.train(faults_config(total_steps=0), workdir)
   with pytest.raises(ValueError, match='empty batch'):
     ssl_jax.load_encoder(workdir)(np.zeros((0, 16, 16, 3), np.uint8))
 

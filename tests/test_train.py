@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import ssl_jax
+from conftest import ONE_STAGE
 from conftest import tiny_config
 from ssl_jax import checkpoint
 from ssl_jax import main as main_lib
@@ -38,7 +39,7 @@ def test_end_to_end_run_writes_everything(tmp_path):
 
 
 def test_resume_after_sigterm_matches_uninterrupted(tmp_path, monkeypatch):
-  config = tiny_config(total_steps=6)
+  config = tiny_config(total_steps=6, **ONE_STAGE)
   straight = str(tmp_path / 'straight')
   assert train.train(config, straight)
 
@@ -62,9 +63,9 @@ def test_resume_after_sigterm_matches_uninterrupted(tmp_path, monkeypatch):
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   workdir = str(tmp_path / 'nan')
-  assert train.train(tiny_config(total_steps=2), workdir)
+  assert train.train(tiny_config(total_steps=2, **ONE_STAGE), workdir)
   good = _params(workdir)
-  exploding = tiny_config(total_steps=6, **{'optimizer.base_lr': 1e30,
+  exploding = tiny_config(total_steps=6, **ONE_STAGE, **{'optimizer.base_lr': 1e30,
                                              'optimizer.schedule': 'constant',
                                              'optimizer.warmup_steps': 0})
   with pytest.raises(train.NonFiniteLossError, match='last good checkpoint \\(step 2\\)'):
@@ -78,7 +79,7 @@ def test_non_finite_weights_stop_before_they_are_saved(tmp_path, monkeypatch):
   """The loss can stay finite while the weights are not (a huge learning rate): the
   parameters are checked before every save."""
   workdir = str(tmp_path / 'nan_weights')
-  assert train.train(tiny_config(total_steps=2), workdir)
+  assert train.train(tiny_config(total_steps=2, **ONE_STAGE), workdir)
   good = _params(workdir)
   make_train_step = step_lib.make_train_step
 
@@ -95,7 +96,7 @@ def test_non_finite_weights_stop_before_they_are_saved(tmp_path, monkeypatch):
   monkeypatch.setattr(step_lib, 'make_train_step', poisoned)
   with pytest.raises(train.NonFiniteLossError,
                      match='parameters .* at step 4; .*last good checkpoint \\(step 2\\)'):
-    train.train(tiny_config(total_steps=6), workdir)
+    train.train(tiny_config(total_steps=6, **ONE_STAGE), workdir)
   assert checkpoint.Checkpointer(workdir).latest_step() == 2
   for a, b in zip(jax.tree.leaves(good), jax.tree.leaves(_params(workdir))):
     np.testing.assert_array_equal(a, b)
