@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import ONE_STAGE
 from conftest import tiny_config
 from ssl_jax import main as main_lib
 from ssl_jax import step as step_lib
@@ -147,8 +148,8 @@ def test_well_separated_clusters_are_classified_perfectly():
 
 def test_run_on_a_trained_workdir(tmp_path):
   workdir = str(tmp_path / 'run')
-  config = tiny_config(total_steps=3, evals=('knn',), **{'evals.knn.every': 2,
-                                                         'evals.knn.k': 20})
+  config = tiny_config(total_steps=3, evals=('knn',), **ONE_STAGE, **{
+      'evals.knn.every': 2, 'evals.knn.k': 20})
   results = main_lib.run(config, workdir)
   assert set(results) == {'knn/pre_logits/top1', 'knn/pre_logits/top5'}
   assert 0.0 <= results['knn/pre_logits/top1'] <= results['knn/pre_logits/top5'] <= 1.0

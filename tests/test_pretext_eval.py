@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import ONE_STAGE
 from conftest import tiny_config
 from ssl_jax import train
 from ssl_jax.data import input_pipeline
@@ -42,7 +43,7 @@ def test_supervised_pretext_accuracy_equals_the_classifier_on_the_test_split(tmp
 
 
 def test_tasks_with_a_second_network_are_refused(tmp_path):
-  config = tiny_config('byol', evals=('pretext',), total_steps=0)
+  config = tiny_config('byol', evals=('pretext',), total_steps=0, **ONE_STAGE)
   workdir = str(tmp_path / 'byol')
   assert train.train(config, workdir)
   encoder, data = context.from_workdir(workdir, config)
