@@ -2,6 +2,7 @@
 data directory, so tests neither download nor touch ~/tensorflow_datasets."""
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
@@ -107,10 +108,28 @@ def progress(step: int = 0, total_steps: int = 1):
   return tasks.Progress(jax.numpy.asarray(step), total_steps)
 
 
-# The 1-vs-8-device tests compare sums over devices (BN statistics, losses, gradients),
-# which an encoder of one residual stage computes as one of four does; it traces and
-# compiles in about 0.6 of the time (XLA's compilation of BYOL's multi-crop train step on
-# the 2-core CPU: 19.3 s with four stages, 12.0 s with one; 2026-12-02).
+def init_variables(module, inputs, seed: int = 0):
+  """``module.init(jax.random.key(seed), inputs, train=False)``, jitted: op by op, a tiny
+  model's first call would compile each of its operations on its own."""
+  return jax.jit(functools.partial(module.init, train=False))(jax.random.key(seed), inputs)
+
+
+def random_encoder(model_config, mesh, seed: int = 0):
+  """The encoder of ``model_config`` at a random init (from 16-px inputs), its variables
+  replicated on ``mesh``: what evaluators take from a workdir."""
+  import jax.numpy as jnp
+  from ssl_jax import step as step_lib
+  from ssl_jax.evaluate import context
+  module = step_lib.build_encoder(model_config)
+  variables = init_variables(module, jnp.zeros((1, 16, 16, 3)), seed)
+  return context.Encoder(module, jax.device_put(variables, step_lib.replicated(mesh)))
+
+
+# For tests whose check does not depend on the encoder's depth: the 1-vs-8-device tests
+# (sums over devices of BN statistics, losses, gradients), resumption and faults, BN of
+# the first layers. One residual stage traces and compiles in about 0.6 of the time of
+# four (XLA's compilation of BYOL's multi-crop train step on the 2-core CPU: 19.3 s with
+# four stages, 12.0 s with one; 2026-12-02).
 ONE_STAGE = {'model.units': (1,), 'model.stage_strides': (1,)}
 
 

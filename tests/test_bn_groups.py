@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import init_variables
 from conftest import sections
 from conftest import tiny_config
 from ssl_jax import config_lib
@@ -70,7 +71,7 @@ def test_grouped_bn_is_each_groups_own_bn():
   plain = step_lib.build_model(global_config, task, 10, mesh)
   views = task.views(_random_batch(grouped_config, task, 8, 0), jax.random.key(0),
                      sections(grouped_config))
-  variables = jax.jit(functools.partial(grouped.init, train=False))(jax.random.key(1), views)
+  variables = init_variables(grouped, views, seed=1)
   outputs, stats = jax.jit(functools.partial(grouped.apply, train=True, mutable=['batch_stats']))(
       variables, views)
   rows = 4 * 2  # 4 rotations x 2 images.

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import init_variables
 from conftest import progress
 from conftest import sections
 from conftest import ONE_STAGE
@@ -35,8 +36,7 @@ def _model(per_view_bn: bool, online_classifier: bool = True):
   task = step_lib.import_task(config)
   model = step_lib.build_model(config, task, NUM_CLASSES, step_lib.make_mesh())
   views = task.views(_batch(), jax.random.key(1), sections(config))
-  # Jitted: op by op, the tiny model's first calls compile each operation on its own.
-  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), views)
+  variables = init_variables(model, views)
   return config, model, views, variables
 
 

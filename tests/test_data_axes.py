@@ -2,18 +2,16 @@
 corruptions of the pretraining images against PIL and their invariants, label maps,
 concatenated encoders."""
 
-import functools
 import io
 import pathlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from conftest import random_encoder
 from conftest import tiny_config
 from ssl_jax import main
 from ssl_jax import step as step_lib
@@ -259,10 +257,7 @@ def test_label_maps_from_names_features_and_taxonomy():
 
 
 def _random_encoder(mesh, seed=0):
-  module = step_lib.build_encoder(tiny_config().model)
-  variables = jax.jit(functools.partial(module.init, train=False))(
-      jax.random.key(seed), jnp.zeros((1, 16, 16, 3)))
-  return context.Encoder(module, jax.device_put(variables, step_lib.replicated(mesh)))
+  return random_encoder(tiny_config().model, mesh, seed)
 
 
 def test_evaluating_with_a_map_equals_evaluating_mapped_labels(builder, tmp_path):

@@ -9,6 +9,7 @@ import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -21,7 +22,7 @@ from ssl_jax import train
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def faults_config(task: str = 'rotation', **overrides):
+def faults_config(task: str = 'rotation', **overrides) -> ml_collections.ConfigDict:
   """The tiny run on a one-stage encoder (conftest.ONE_STAGE): these tests check what
   is saved, refused and resumed, which no more stages would change."""
   return tiny_config(task, **ONE_STAGE, **overrides)

@@ -2,15 +2,12 @@
 counts, seeded; the interval against scipy; the per-episode classifier against
 scikit-learn's LogisticRegression; separable features; run() on the shipped test split."""
 
-import functools
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
 from sklearn.linear_model import LogisticRegression
 
+from conftest import random_encoder
 from conftest import tiny_config
 from ssl_jax import config_lib
 from ssl_jax import step as step_lib
@@ -122,10 +119,7 @@ def test_run_on_the_shipped_test_split():
                                               'evals.fewshot.classes': (0, 2, 4, 6, 8, 9)})
   mesh = step_lib.make_mesh()
   data = context_lib.data_spec(config, input_pipeline.get_builder(config.dataset), mesh)
-  module = step_lib.build_encoder(config.model)
-  variables = jax.jit(functools.partial(module.init, train=False))(
-      jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
-  encoder = context_lib.Encoder(module, jax.device_put(variables, step_lib.replicated(mesh)))
+  encoder = random_encoder(config.model, mesh)
   section = config.evals.fewshot
   results = context_lib.run_evaluator('fewshot', section, encoder, data, '')
   assert set(results) == {f'fewshot/5way{k}shot/{m}' for k in (1, 5) for m in ('accuracy', 'ci95')}

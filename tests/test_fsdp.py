@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import init_variables
 from conftest import make_optimizer
 from conftest import ONE_STAGE
 from conftest import tiny_config
@@ -185,7 +186,7 @@ def test_remat_gives_the_same_loss_and_gradients(module, variant):
   with config.unlocked():
     config.remat = True
   remat = module.build(config)
-  variables = jax.jit(functools.partial(plain.init, train=False))(jax.random.key(1), x)
+  variables = init_variables(plain, x, seed=1)
 
   def loss_and_grads(model):
     def loss(params):
@@ -279,7 +280,7 @@ def test_target_network_without_statistics_runs_plainly():
   config = tiny_config(**{'model.name': 'revnet', 'model.units': (2, 1, 1, 1)}).model
   x = jax.random.normal(jax.random.key(0), (4, 16, 16, 3))
   plain = revnet.build(config)
-  params = jax.jit(functools.partial(plain.init, train=False))(jax.random.key(1), x)['params']
+  params = init_variables(plain, x, seed=1)['params']
   with config.unlocked():
     config.reversible_backward = True
   outputs = [model.apply({'params': params}, x, train=True, mutable=['batch_stats'])[0]

@@ -3,7 +3,6 @@ the memory bank split over 8 devices, on a seeded subsample of the training spli
 evaluator of a workdir, and as the monitor of the training loop."""
 
 import dataclasses
-import functools
 import json
 import os
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ONE_STAGE
+from conftest import random_encoder
 from conftest import tiny_config
 from ssl_jax import main as main_lib
 from ssl_jax import step as step_lib
@@ -103,10 +103,7 @@ def test_memory_bank_is_a_seeded_subsample_scored_as_brute_force(tmp_path, monke
   np.testing.assert_array_equal(ids, knn.bank_ids(section, data))
   assert set(knn.bank_ids(section, dataclasses.replace(data, seed=data.seed + 1)).tolist()
              ) != set(ids.tolist())
-  module = step_lib.build_encoder(config.model)
-  variables = jax.jit(functools.partial(module.init, train=False))(
-      jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
-  encoder = context_lib.Encoder(module, jax.device_put(variables, step_lib.replicated(mesh)))
+  encoder = random_encoder(config.model, mesh)
   bank_sizes = []  # Rows of the memory bank that run() extracts.
   extract = features_lib.extract
 

@@ -37,8 +37,9 @@ def test_a_stride_per_stage_is_required():
   config = models.config()
   config.units = (1,)
   with pytest.raises(ValueError, match=r'model.units=\(1,\) and model.stage_strides='):
-    resnet.build(config)
+    models.validate(config)
   config.stage_strides = (1,)
+  models.validate(config)
   assert resnet.build(config).units == (1,)
 
 

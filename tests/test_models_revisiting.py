@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import init_variables
 from ssl_jax import config_lib
 from ssl_jax import optim
 from ssl_jax.models import layers
@@ -167,8 +168,7 @@ def test_zero_init_residual_starts_every_revnet_unit_as_a_swap_and_trains():
   units = (1, 2, 1, 1)
   model = revnet.RevNet(k=0.125, units=units, zero_init_residual=True)
   x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
-  # Jitted: op by op, each operation of the model would compile on its own.
-  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), x)
+  variables = init_variables(model, x)  # Jitted, as the apply below.
   end_points = jax.jit(functools.partial(model.apply, train=False))(variables, x)
   expected = end_points['after_root']
   for stage, (num_units, stride) in enumerate(zip(units, model.stage_strides)):

@@ -1,8 +1,6 @@
 """Recipe details checked against their sources' formulas: each framework's conv
 initialiser, and the standard supervised baseline's input."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 from configs import supervised_v1_resnet50
 from ssl_jax import step as step_lib
 from ssl_jax.tasks import supervised
+from conftest import init_variables
 from conftest import sections
 
 
@@ -28,8 +27,7 @@ def test_conv_initialisers_have_their_frameworks_scale(name, expected_std):
   config.model.conv_init = name
   config.model.k = 1.0
   encoder = step_lib.build_encoder(config.model)
-  params = jax.jit(functools.partial(encoder.init, train=False))(
-      jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
+  params = init_variables(encoder, jnp.zeros((1, 32, 32, 3)))['params']
   kernel = np.asarray(params['block3_0']['conv2']['conv']['kernel'])  # 3 x 3 x 64 x 64.
   kh, kw, cin, cout = kernel.shape
   np.testing.assert_allclose(kernel.std(), expected_std(kh * kw * cin, kh * kw * cout),

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from conftest import ONE_STAGE
 from conftest import compare_1_and_8_devices
+from conftest import init_variables
 from conftest import sections
 from conftest import tiny_config
 import ssl_jax.tasks
@@ -146,7 +147,7 @@ def test_multicrop_model_encodes_each_resolution_and_concatenates():
   large, small = views['inputs']
   assert large.shape == (8, 16, 16, 3) and small.shape == (12, 8, 8, 3)
   model = step_lib.build_model(config, task, 10, step_lib.make_mesh())
-  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), views)
+  variables = init_variables(model, views)
   apply = jax.jit(functools.partial(model.apply, train=False))
   outputs = apply(variables, views)
   assert outputs['prediction'].shape == (20, 16)

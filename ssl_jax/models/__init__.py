@@ -54,6 +54,11 @@ def validate(model: ml_collections.ConfigDict) -> None:
                      'fan_in_truncated or fan_out_normal.')
   if model.vgg_names not in ('paper', 'code'):
     raise ValueError(f"model.vgg_names={model.vgg_names!r}: use 'paper' or 'code'.")
+  if len(model.units) != len(model.stage_strides):  # ResNet and RevNet zip the two.
+    raise ValueError(
+        f'model.units={tuple(model.units)} and model.stage_strides='
+        f'{tuple(model.stage_strides)} name different numbers of stages; give one '
+        'stride per stage (ResNet50: units (3, 4, 6, 3), strides (1, 2, 2, 2)).')
   if model.representation_size < 0:
     raise ValueError('model.representation_size must be >= 0 (0: no extra layer).')
   if model.reversible_backward and model.name != 'revnet':

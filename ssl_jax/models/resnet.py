@@ -122,11 +122,6 @@ class ResNet(nn.Module):
 
 def build(model_config: ml_collections.ConfigDict, *, bn_groups: int = 1) -> ResNet:
   """Builds the ResNet that ``model_config`` describes."""
-  if len(model_config.units) != len(model_config.stage_strides):
-    raise ValueError(
-        f'model.units={tuple(model_config.units)} and model.stage_strides='
-        f'{tuple(model_config.stage_strides)} name different numbers of stages; give one '
-        'stride per stage (ResNet50: units (3, 4, 6, 3), strides (1, 2, 2, 2)).')
   return ResNet(variant=model_config.variant, k=model_config.k,
                 units=tuple(model_config.units), last_relu=model_config.last_relu,
                 root_stride=model_config.root_stride,
