@@ -4,11 +4,17 @@
 # same batch of images, 224 px: Rotation (4 inputs per image), SimCLR (2) and supervised
 # (1), all on ResNet-50 v1 (the peer's torchvision model). Prints both tools' lines; the
 # README's table is made from them. The peer runs without PYTHONPATH: it needs none of ours.
+# With PROFILE_DIR, each ssl_jax step is also traced (3 steps, jax.profiler, into
+# PROFILE_DIR/<task>) and its time per part and top ops on the GPU are printed.
 #
-#   benchmarks/step_vs_pytorch.sh PEER_SCRIPT [STEPS]
+#   benchmarks/step_vs_pytorch.sh PEER_SCRIPT [STEPS] [PROFILE_DIR]
+#
+# ssl_jax's step needs JAX, flax, optax, orbax and ml_collections, not TensorFlow, TFDS or
+# clu (tests/test_benchmark.py), so it runs on a GPU host that has JAX and PyTorch alone.
 set -euo pipefail
 peer=$1
 steps=${2:-30}
+profile_dir=${3:-}
 # task  ssl_jax config                       images per step
 runs=("rotation configs/rotation_resnet50.py:variant=v1 128"
       "simclr configs/simclr_resnet50.py 256"
@@ -17,7 +23,9 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 python -c 'import jax; print("jax", jax.__version__, jax.devices())'
 for run in "${runs[@]}"; do
   read -r task config batch <<< "$run"
+  profile=()
+  [ -z "$profile_dir" ] || profile=(--profile="$profile_dir/$task")
   python -m ssl_jax.benchmark --config="$config" --batch="$batch" --image_size=224 \
-    --steps="$steps" --lbfgs_features=0
+    --steps="$steps" --lbfgs_features=0 "${profile[@]}"
   env -u PYTHONPATH python "$peer" --task "$task" --batch "$batch" --res 224 --steps "$steps" --compile 1
 done

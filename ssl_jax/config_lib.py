@@ -1,14 +1,17 @@
 """The run config, assembled from the sections that components declare next to their code.
 
-Every component owns a section and its defaults: ``dataset`` (ssl_jax/data/input_pipeline.py),
-``input`` (ssl_jax/data/preprocess.py), ``augment`` (ssl_jax/data/augment.py), ``model``
+Every component owns a section and its defaults: ``dataset``
+(ssl_jax/data/dataset_section.py, read by the tf.data pipeline), ``input``
+(ssl_jax/data/preprocess.py), ``augment`` (ssl_jax/data/augment.py), ``model``
 (ssl_jax/models/__init__.py), ``optimizer`` (ssl_jax/optim.py), the task's own section
 ``config.<task>`` (``config()`` of ssl_jax/tasks/<task>.py, if it has fields), and one
 section per named evaluator instance in ``config.evals`` (``config()`` of
 ssl_jax/evaluate/<type>.py). This module only adds the run-level fields (seed, batch,
 duration, logging), assembles, validates, parses config-file arguments and reads and
 writes config.json. It knows no task, model or evaluator by name; the recipes (Revisiting,
-SimCLR, MoCo, BYOL, runlocal) live with the config files, in configs/common.py.
+SimCLR, MoCo, BYOL, runlocal) live with the config files, in configs/common.py. The
+sections load without TensorFlow (the host pipeline's modules import it where they run
+it), so that the step's benchmarks run on an accelerator host without TensorFlow.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def run_config(task: str) -> ConfigDict:
   from ssl_jax import writers
   from ssl_jax.data import augment
   from ssl_jax.data import corruption
-  from ssl_jax.data import input_pipeline
+  from ssl_jax.data import dataset_section
   from ssl_jax.data import preprocess
   c = ConfigDict()
   c.seed = 0
@@ -72,7 +75,7 @@ def run_config(task: str) -> ConfigDict:
   # Non-empty: the evaluators see this workdir's encoder's features concatenated after
   # those of the evaluated one (Cole et al. §4.2); lbfgs, linear, mlp and knn only.
   c.concat_encoder_workdir = ''
-  c.dataset = input_pipeline.config()
+  c.dataset = dataset_section.config()
   c.input = preprocess.config()
   c.augment = augment.config()
   c.corruption = corruption.config()  # Of the pretraining images only.

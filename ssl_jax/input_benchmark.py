@@ -8,7 +8,8 @@ prints images/s in all (wall clock) and per host core (images per CPU second of 
 process, all its threads: a busy core's rate, which other processes on a shared machine
 do not dilute as they do the wall clock) beside the device's images/s from the step
 benchmark. The goal: one chip's share of its host's cores delivers at least
-:data:`GOAL` times what the chip consumes.
+:data:`GOAL` times what the chip consumes. TensorFlow is imported where the stream runs:
+``ssl_jax.benchmark`` times the step without it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import jax
 import ml_collections
 
 from ssl_jax import step as step_lib
-from ssl_jax.data import input_pipeline
 
 GOAL = 1.5  # Host pipeline / device rate, per chip.
 
@@ -77,10 +77,11 @@ class Row:
 def time_stream(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.Mesh, *,
                 batches: int, warmup: int,
                 encoded_images: bool = True) -> tuple[int, float, float]:
-  """(images, wall seconds, CPU seconds of this process) of ``batches`` global batches of ``config``'s training stream with
-  its task's preprocessing, after ``warmup`` batches (which fill the shuffle buffer and
+  """(images, wall seconds, CPU seconds of this process) of ``batches`` global batches of
+  ``config``'s training stream with its task's preprocessing, after ``warmup`` batches (which fill the shuffle buffer and
   trace the tf.data functions). ``encoded_images=False`` decodes every image whole
   before the task's crops (the pipeline before decode-and-crop)."""
+  from ssl_jax.data import input_pipeline
   task = step_lib.import_task(config)
   sections = step_lib.task_sections(config)
   stream = input_pipeline.train_batches(
@@ -120,6 +121,7 @@ def run(configs: dict[str, ml_collections.ConfigDict], builder, *, batches: int,
   ``decode_whole`` each repeat also times the stream decoding whole images, right after,
   so that both see the same load. A device rate is looked up by the config's name, then
   by its task."""
+  from ssl_jax.data import input_pipeline
   mesh = step_lib.make_mesh()
   rows = []
   for name, config in configs.items():

@@ -17,7 +17,6 @@ import time
 from typing import Any, Callable, Iterator, Mapping
 
 from absl import logging
-from clu import periodic_actions
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -116,6 +115,7 @@ def run(state: Any, train_step: Step, batches_from: Callable[[int], Iterator[dic
     ckpt.save(start, state)  # total_steps=0 keeps the initialisation.
     ckpt.close()
     return state, True
+  from clu import periodic_actions  # Imports TensorFlow: only where a loop runs.
   writer = writers.create(workdir, resume_step=start, section=writers_section,
                           run_config=run_config)
   all_finite = jax.jit(_all_finite)

@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 
 import conftest
 from ssl_jax.data import image_folder
+from ssl_jax.data import dataset_section
 from ssl_jax.data import input_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +44,7 @@ def _write_images(folder, per_class=30, classes=(0, 1, 2), flat=False):
 
 
 def _section(folder):
-  section = input_pipeline.config()
+  section = dataset_section.config()
   section.name = f'folder:{folder}'
   return ml_collections.FrozenConfigDict(section)
 

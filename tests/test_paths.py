@@ -17,6 +17,7 @@ import os
 import re
 import urllib.request
 
+from clu import metric_writers
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +28,7 @@ from conftest import gcs_objects
 from conftest import point_gcs_clients_at
 from conftest import tiny_config
 from ssl_jax import checkpoint
+from ssl_jax import clu_writers
 from ssl_jax import encoder as encoder_lib
 from ssl_jax import files
 from ssl_jax import main as main_lib
@@ -77,8 +79,8 @@ def test_run_files_on_gs(storage_emulator, tmp_path, monkeypatch):
   error.log appended and the encoder's config read back, all on gs://."""
   monkeypatch.chdir(tmp_path)
   logdirs = []
-  monkeypatch.setattr(writers.metric_writers, 'SummaryWriter',
-                      lambda logdir: logdirs.append(logdir) or writers.JsonlWriter(
+  monkeypatch.setattr(metric_writers, 'SummaryWriter',
+                      lambda logdir: logdirs.append(logdir) or clu_writers.JsonlWriter(
                           str(tmp_path / 'tensorboard.jsonl')))
   workdir = f'{storage_emulator}/run'
   train.prepare_workdir(workdir)

@@ -7,13 +7,13 @@ import sys
 import numpy as np
 
 from ssl_jax import plot
-from ssl_jax import writers
+from ssl_jax import clu_writers
 
 
 def _run(workdir, losses, knn, results):
   """A workdir whose metrics.jsonl is written by the run's own writer."""
   workdir.mkdir()
-  writer = writers.JsonlWriter(str(workdir / 'metrics.jsonl'))
+  writer = clu_writers.JsonlWriter(str(workdir / 'metrics.jsonl'))
   for step, loss in enumerate(losses, 1):
     writer.write_scalars(step, {'steps_per_sec': 3.0})
     writer.write_scalars(step, {'loss': loss, 'learning_rate': 0.1 * step})

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 from conftest import tiny_config
 from ssl_jax import step as step_lib
 from ssl_jax import train
+from ssl_jax.data import dataset_section
 from ssl_jax.data import input_pipeline
 from ssl_jax.evaluate import context
 from ssl_jax.evaluate import lbfgs
@@ -69,7 +70,7 @@ def test_holdout_is_exact_disjoint_from_the_stream_and_deterministic(builder, dr
   assert len(set(held)) == 500
   again = input_pipeline.holdout_ids(config.dataset, input_pipeline.get_builder(config.dataset))
   assert list(held) == list(again)  # The same ids from a second build.
-  held_images, _ = _eval_images(config, builder, input_pipeline.HOLDOUT)
+  held_images, _ = _eval_images(config, builder, dataset_section.HOLDOUT)
   assert len(held_images) == 500
   train_images = _stream_images(config, builder, 3585 // 16)  # One epoch but 1 example.
   assert not set(train_images) & set(held_images)
@@ -92,7 +93,7 @@ def test_per_class_subsets_avoid_the_holdout_and_are_nested(builder):
 
 def test_lbfgs_fits_per_class_subset_and_tests_on_holdout(builder, tmp_path):
   config = _config(**{'evals.lbfgs.examples_per_class': 20,
-                      'evals.lbfgs.test_split': input_pipeline.HOLDOUT, 'total_steps': 0})
+                      'evals.lbfgs.test_split': dataset_section.HOLDOUT, 'total_steps': 0})
   assert train.train(config, str(tmp_path))  # The random initialisation.
   encoder, data = context.from_workdir(str(tmp_path), config)
   section = config.evals.lbfgs

@@ -18,14 +18,19 @@ this implementation, not the paper's values. The noise is a function of the imag
 ``seed``: the stream passes a hash of the image's encoded bytes
 (input_pipeline.corruption_seed), so each image has one corrupted copy, the same in every
 epoch and after a resume, as a corrupted dataset stored once.
+
+TensorFlow is imported by the functions that tf.data runs, so that the section loads
+without it (ssl_jax/config_lib.py).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import ml_collections
-import tensorflow as tf
+
+if TYPE_CHECKING:
+  import tensorflow as tf
 
 NAMES = ('none', 'downsample', 'jpeg', 'salt_pepper')
 
@@ -58,6 +63,7 @@ def downsample(image: tf.Tensor, factor: int) -> tf.Tensor:
   """uint8 [H, W, 3] down to [H // factor, W // factor] (at least 1 px) by area
   averaging, then back up to [H, W] by bilinear interpolation (half-pixel centres),
   rounded to uint8. ``factor`` 1 returns ``image`` unchanged."""
+  import tensorflow as tf
   if factor == 1:
     return image
   size = tf.shape(image)[:2]
@@ -69,6 +75,7 @@ def downsample(image: tf.Tensor, factor: int) -> tf.Tensor:
 
 def jpeg(image: tf.Tensor, quality: int) -> tf.Tensor:
   """uint8 [H, W, 3] encoded as JPEG at ``quality`` and decoded again."""
+  import tensorflow as tf
   # The accurate integer DCT, PIL's (libjpeg's JDCT_ISLOW): the result is PIL's to the bit.
   return tf.io.decode_jpeg(tf.io.encode_jpeg(image, quality=quality), channels=3,
                            dct_method='INTEGER_ACCURATE')
@@ -77,6 +84,7 @@ def jpeg(image: tf.Tensor, quality: int) -> tf.Tensor:
 def salt_pepper(image: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
   """uint8 [H, W, 3] with each pixel, independently with probability ``rate``, set to 0
   or 255 (equally likely) in every channel; ``seed`` (int [2]) fixes the draw."""
+  import tensorflow as tf
   hit, white = tf.unstack(tf.random.stateless_uniform(
       tf.concat([[2], tf.shape(image)[:2]], 0), seed=seed), axis=0)
   value = tf.where(white < 0.5, tf.constant(0, tf.uint8), tf.constant(255, tf.uint8))
@@ -94,6 +102,7 @@ def corrupt_fn(section: ml_collections.ConfigDict
     return lambda image, seed: downsample(image, section.downsample_factor)
   if section.name == 'jpeg':
     return lambda image, seed: jpeg(image, section.jpeg_quality)
+  import tensorflow as tf
   rate = section.salt_pepper_rate
   # A stream of its own: the task's augmentations draw from the same example seed.
   return lambda image, seed: salt_pepper(

@@ -11,9 +11,10 @@ decoding them, and sees exactly what an uninterrupted run would; with a fixed
 ``input_shards`` also on another number of processes.
 
 Held-out split (Revisiting §3: "50,000 random training images" for every study but Table
-2): with ``dataset.holdout_examples`` > 0 the split named :data:`HOLDOUT` is that many
-examples of the train split, chosen by example id from the metadata alone, and the train
-split, for pretraining and every evaluator, is the rest.
+2): with ``dataset.holdout_examples`` > 0 the split named ``'holdout'``
+(:data:`dataset_section.HOLDOUT`) is that many examples of the train split, chosen by
+example id from the metadata alone, and the train split, for pretraining and every
+evaluator, is the rest.
 
 Evaluation: every example exactly once, padded to whole batches with ``mask == 0``
 examples that the consumer drops.
@@ -33,105 +34,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from ssl_jax.data import dataset_section
 from ssl_jax.data import image_folder
 from ssl_jax.data import prefetch
 from ssl_jax.data import preprocess
 
 # Datasets that ship with ssl_jax: importing the module registers the TFDS builder.
 SHIPPED = {'cifar10_5k': 'ssl_jax.data.cifar10_5k'}
-
-
-def config() -> ml_collections.ConfigDict:
-  """The ``dataset`` section."""
-  c = ml_collections.ConfigDict()
-  c.name = 'cifar10_5k'  # Any TFDS image dataset; cifar10_5k ships with ssl_jax.
-  c.data_dir = ''  # '' is the TFDS default; gs://... works too.
-  c.train_split = 'train'
-  c.test_split = 'test'
-  c.image_key = 'image'
-  c.label_key = 'label'
-  c.shuffle_buffer = 10_000
-  # Files read at once by the training stream; their order is redrawn every epoch.
-  # Revisiting datasets.py:87-101 lists the files with shuffle=True before repeat (a new
-  # order each epoch) and interleaves 64 of them; SimCLR reads with shuffle_files.
-  c.interleave_files = 16
-  # > 0: hold out this many train examples as the split 'holdout' (test_split='holdout');
-  # the train split is then the rest. Revisiting: 50,000 (paper §3); the released code
-  # used the last 40 of 1024 shards, 50,046, pretraining on 1,231,121 (datasets.py:178-181,
-  # 220-221).
-  c.holdout_examples = 0
-  # 'seeded': a draw of holdout_seed over the whole split (the paper's random 50,000);
-  # 'tail': the last holdout_examples in file order (the code's shard split; reads no
-  # other file, and TFDS's ImageNet files are already in a shuffled order).
-  c.holdout_draw = 'seeded'
-  c.holdout_seed = 0
-  # > 0: pretrain on this many train examples only (Cole et al.: 50k ... 1M), the first
-  # subset_examples of one permutation of the split's ids drawn from subset_seed, so a
-  # smaller subset lies inside a larger one and a size always gives the same images.
-  c.subset_examples = 0
-  c.subset_seed = 0
-  # Pooled pretraining data (Cole et al. Table 2): non-empty, pretrain on subset_examples
-  # images drawn from these TFDS datasets in the proportions mixture_weights, each part
-  # the nested subset of subset_seed of its train split; labels are joined (each
-  # dataset's classes after the previous ones'). name stays the evaluation dataset.
-  c.mixture_names = ()
-  c.mixture_weights = ()
-  c.cache = False  # Cache encoded examples in memory (small datasets).
-  # Shards of the training stream, each a slice of every global batch; 0: one per process.
-  # A fixed count (a multiple of the process count) keeps the stream when a run resumes
-  # on another number of hosts; each process reads input_shards / process_count of them.
-  c.input_shards = 0
-  # Batches put on the devices ahead of the step by a background thread (0: none).
-  c.prefetch = 2
-  # tf.data's private thread pool for this pipeline's map and interleave (0: this host's
-  # cores); its ops run one thread each (big_vision's tf.data options).
-  c.threads = 0
-  return c
-
-
-HOLDOUT = 'holdout'  # The held-out part of the train split (dataset.holdout_examples).
-HOLDOUT_DRAWS = ('seeded', 'tail')
-
-
-def validate(section: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the field and the fix."""
-  if section.holdout_examples < 0:
-    raise ValueError(f'dataset.holdout_examples={section.holdout_examples} must be >= 0 '
-                     '(0: no held-out split).')
-  if section.holdout_draw not in HOLDOUT_DRAWS:
-    raise ValueError(f'dataset.holdout_draw={section.holdout_draw!r}: use one of '
-                     f'{HOLDOUT_DRAWS}.')
-  if section.interleave_files < 1:
-    raise ValueError(f'dataset.interleave_files={section.interleave_files} must be >= 1.')
-  if section.subset_examples < 0:
-    raise ValueError(f'dataset.subset_examples={section.subset_examples} must be >= 0 (0: '
-                     'the whole train split).')
-  if section.mixture_names:
-    if len(section.mixture_weights) != len(section.mixture_names) or min(
-        section.mixture_weights) <= 0:
-      raise ValueError(f'dataset.mixture_weights={tuple(section.mixture_weights)} needs one '
-                       f'positive weight per dataset of mixture_names='
-                       f'{tuple(section.mixture_names)}.')
-    if section.subset_examples <= 0:
-      raise ValueError('dataset.mixture_names needs the total size of the pooled set: set '
-                       'dataset.subset_examples > 0.')
-    if section.holdout_examples:
-      raise ValueError('dataset.mixture_names pools whole train splits: set '
-                       'dataset.holdout_examples=0.')
-  if section.prefetch < 0 or section.threads < 0:
-    raise ValueError(f'dataset.prefetch={section.prefetch} and dataset.threads='
-                     f'{section.threads} must be >= 0 (0: no device prefetch; 0 threads: '
-                     'one per host core).')
-  if section.input_shards < 0:
-    raise ValueError(f'dataset.input_shards={section.input_shards} must be >= 0 (0: one '
-                     'per process).')
-  for field in ('train_split', 'test_split'):
-    if section[field] == HOLDOUT and not section.holdout_examples:
-      raise ValueError(f'dataset.{field}={HOLDOUT!r} needs dataset.holdout_examples > 0 '
-                       '(e.g. --config.dataset.holdout_examples=50000).')
-  if section.train_split == HOLDOUT:
-    raise ValueError(f'dataset.train_split cannot be {HOLDOUT!r}: name the split it is '
-                     'held out from.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +69,7 @@ def check_prepared(dataset: ml_collections.ConfigDict, builder: tfds.core.Datase
   """Raises ValueError naming the dataset, the folder searched and the ways to prepare it
   when a split of ``splits`` (default: train and test) is not prepared."""
   for split in splits or (dataset.train_split, dataset.test_split):
-    split = dataset.train_split if split == HOLDOUT else split
+    split = dataset.train_split if split == dataset_section.HOLDOUT else split
     try:
       builder.info.splits[split]
     except (KeyError, ValueError):
@@ -178,7 +87,7 @@ def dataset_info(dataset: ml_collections.ConfigDict,
                  builder: tfds.core.DatasetBuilder) -> DatasetInfo:
   """Class count and split sizes from the builder's metadata (with a held-out split, the
   train split counts the rest)."""
-  validate(dataset)
+  dataset_section.validate(dataset)
   check_prepared(dataset, builder)
   features = builder.info.features  # No label (a flat image folder): 0 classes.
   num_classes = (features[dataset.label_key].num_classes
@@ -195,7 +104,7 @@ def dataset_info(dataset: ml_collections.ConfigDict,
 
 def split_size(dataset: ml_collections.ConfigDict, builder, split: str) -> int:
   """Number of examples of ``split`` as this dataset section reads it (:func:`select`)."""
-  if split == HOLDOUT:
+  if split == dataset_section.HOLDOUT:
     return dataset.holdout_examples
   num = builder.info.splits[split].num_examples
   return num - dataset.holdout_examples if split == dataset.train_split else num
@@ -254,19 +163,20 @@ class Selection:
 def select(dataset: ml_collections.ConfigDict, builder, split: str, *,
            keep_ids: np.ndarray | None = None,
            process: tuple[int, int] | None = None) -> Selection:
-  """The :class:`Selection` of ``split`` (or :data:`HOLDOUT`) for process ``process`` =
-  (index, count), default this one, restricted to ``keep_ids`` when given. With a
-  held-out split, the train split loses the held-out examples. Reads no file."""
+  """The :class:`Selection` of ``split`` (or the held-out split,
+  :data:`dataset_section.HOLDOUT`) for process ``process`` = (index, count), default this
+  one, restricted to ``keep_ids`` when given. With a held-out split, the train split loses
+  the held-out examples. Reads no file."""
   index, count = process or (jax.process_index(), jax.process_count())
   n, train = dataset.holdout_examples, dataset.train_split
   role = 'all'
-  if split == HOLDOUT and not n:
-    raise ValueError(f'Split {HOLDOUT!r} needs dataset.holdout_examples > 0.')
-  if n and dataset.holdout_draw == 'tail' and split in (HOLDOUT, train):
+  if split == dataset_section.HOLDOUT and not n:
+    raise ValueError(f'Split {split!r} needs dataset.holdout_examples > 0.')
+  if n and dataset.holdout_draw == 'tail' and split in (dataset_section.HOLDOUT, train):
     # The code's shard split: contiguous slices, so no id filter is needed.
-    split = f'{train}[-{n}:]' if split == HOLDOUT else f'{train}[:-{n}]'
-  elif n and split in (HOLDOUT, train):
-    role, split = ('keep' if split == HOLDOUT else 'drop'), train
+    split = f'{train}[-{n}:]' if split == dataset_section.HOLDOUT else f'{train}[:-{n}]'
+  elif n and split in (dataset_section.HOLDOUT, train):
+    role, split = ('keep' if split == dataset_section.HOLDOUT else 'drop'), train
   share = tfds.even_splits(split, n=count, drop_remainder=False)[index]
   if role == 'all' and keep_ids is None:
     return Selection(share, None, False, builder.info.splits[share].num_examples)
@@ -569,7 +479,7 @@ def mixture_parts(dataset: ml_collections.ConfigDict) -> list[Part]:
   :func:`mixture_counts` share of ``dataset.subset_examples``, the nested subset of
   ``subset_seed`` of its train split (so a pooled set of n is inside one of 2n with the
   same proportions), its labels after the previous datasets' classes."""
-  validate(dataset)
+  dataset_section.validate(dataset)
   parts, offset = [], 0
   counts = mixture_counts(dataset.mixture_weights, dataset.subset_examples)
   if min(counts) == 0:
@@ -699,7 +609,7 @@ def eval_batches(dataset: ml_collections.ConfigDict, inp: ml_collections.ConfigD
                  builder, mesh: jax.sharding.Mesh, split: str, batch_size: int,
                  keep_ids: np.ndarray | None = None) -> tuple[Iterator[dict], int]:
   """Global batches of ``batch_size`` holding every example of ``split`` (or
-  :data:`HOLDOUT`; only those of ``keep_ids`` when given, chosen before any image is
+  :data:`dataset_section.HOLDOUT`; only those of ``keep_ids`` when given, chosen before any image is
   decoded) once: the central crop of the ``input`` section ``inp``, uint8 ``image``,
   ``label`` and ``mask`` (0 on padding). Returns (iterator, number of batches); every
   process yields the same number of batches."""

@@ -1,13 +1,16 @@
 """Host-side (tf.data) decoding and crops. Random ops are stateless and seeded per
 example, so the input stream is a function of (seed, step) and resumes exactly. The
-``input`` section configures them."""
+``input`` section configures them. TensorFlow is imported by the functions that tf.data
+runs, so that the section loads without it (ssl_jax/config_lib.py)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import ml_collections
-import tensorflow as tf
+
+if TYPE_CHECKING:
+  import tensorflow as tf
 
 # Resize methods of the ``input`` section. Each computes in float32 from the uint8 image
 # (TF casts before resizing); the result is clipped to [0, 255] and rounded to uint8, so
@@ -74,6 +77,7 @@ def decode(image: tf.Tensor) -> tf.Tensor:
   """Encoded image (a scalar string: JPEG, PNG, GIF, BMP) -> uint8 [H, W, 3]; an image
   already decoded (uint8 [H, W, 3]) is returned as it is, so that a preprocessing
   function takes either."""
+  import tensorflow as tf
   if image.dtype != tf.string:
     return image
   return tf.io.decode_image(image, channels=3, expand_animations=False)
@@ -81,7 +85,7 @@ def decode(image: tf.Tensor) -> tf.Tensor:
 
 # A crop window of an image of shape [H, W, 3] (int32 [3]): (begin [y, x, 0], size
 # [h, w, -1 or 3]), as tf.slice takes them.
-Window = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+Window = Callable[['tf.Tensor'], tuple['tf.Tensor', 'tf.Tensor']]
 
 
 def decode_crop(image: tf.Tensor, window: Window) -> tf.Tensor:
@@ -95,6 +99,7 @@ def decode_crop(image: tf.Tensor, window: Window) -> tf.Tensor:
   pixels by up to ~20 levels; with the margin every pixel of the crop equals the full
   decode's (tests/test_hostpipe.py). Other formats are decoded whole, then cropped.
   """
+  import tensorflow as tf
   if image.dtype != tf.string:
     return tf.slice(image, *window(tf.shape(image)))
 
@@ -120,6 +125,7 @@ def decode_crop(image: tf.Tensor, window: Window) -> tf.Tensor:
 def resize(image: tf.Tensor, size: tuple[int, int] | tf.Tensor, method: str) -> tf.Tensor:
   """uint8 [H, W, 3] -> uint8 [height, width, 3] for ``size`` (height, width), with one
   of RESIZE_METHODS (see there), computed in float32 then clipped and rounded."""
+  import tensorflow as tf
   if method not in RESIZE_METHODS:
     raise ValueError(f'Resize method {method!r}: use one of {RESIZE_METHODS}.')
   image = tf.cast(image, tf.float32)
@@ -146,6 +152,7 @@ def train_crop(image: tf.Tensor, seed: tf.Tensor, inp: ml_collections.ConfigDict
   with probability 1/2. The box must cover ``min_object_covered`` of the image, a floor
   under the area range: multi-crop's small crops pass 0 (SwAV's crops of 5-14%).
   """
+  import tensorflow as tf
   seed_crop, seed_flip = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   if inp.crop == 'inception':
 
@@ -172,6 +179,7 @@ def eval_image(image: tf.Tensor, inp: ml_collections.ConfigDict) -> tf.Tensor:
   """Central crop of ``inp.eval_crop_fraction`` of the shorter side, resized to
   ``inp.image_size`` with ``inp.eval_resize``, uint8, of ``image`` decoded or encoded
   (:func:`decode_crop`)."""
+  import tensorflow as tf
 
   def window(shape: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     height, width = shape[0], shape[1]
@@ -190,6 +198,7 @@ def resize_small_random_crop(image: tf.Tensor, seed: tf.Tensor, smaller: int, si
   ``image`` decoded or encoded (:func:`decode`): the training augmentation of the
   Revisiting linear evaluation (reference §4), whose resize_small is an area resize
   (preprocess.py:45-66)."""
+  import tensorflow as tf
   image = decode(image)
   shape = tf.cast(tf.shape(image)[:2], tf.float32)
   scale = smaller / tf.reduce_min(shape)

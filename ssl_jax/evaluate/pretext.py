@@ -20,6 +20,7 @@ import numpy as np
 from ssl_jax import config_lib
 from ssl_jax import step as step_lib
 from ssl_jax import tasks
+from ssl_jax.data import dataset_section
 from ssl_jax.evaluate import context as context_lib
 
 
@@ -59,8 +60,8 @@ def run(section: ml_collections.ConfigDict, encoder: context_lib.Encoder,
     outputs = model.apply(variables, views, train=False)
     return task.loss(outputs, views, None, sections, tasks.Progress(index, 1))
 
-  if data.dataset.test_split == input_pipeline.HOLDOUT:
-    raise ValueError(f'dataset.test_split={input_pipeline.HOLDOUT!r}: the pretext evaluator '
+  if data.dataset.test_split == dataset_section.HOLDOUT:
+    raise ValueError(f'dataset.test_split={dataset_section.HOLDOUT!r}: the pretext evaluator '
                      'reads a split of its own (set dataset.test_split to the public test '
                      'split, e.g. validation) or remove the pretext instance from evals.')
   dataset = ml_collections.ConfigDict(data.dataset.to_dict())

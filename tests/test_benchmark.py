@@ -1,0 +1,38 @@
+"""``python -m ssl_jax.benchmark`` times and profiles the train step on a host without
+TensorFlow, TFDS or clu, as the lent GPU machine is (JAX and PyTorch alone;
+benchmarks/step_vs_pytorch.sh): the config loads, the step compiles and runs, and the
+throughput table and the profile's parts and top ops are printed."""
+
+import os
+import re
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs the benchmark with argv[1:] as if these packages were not installed: an import of
+# one raises ImportError and importlib.util.find_spec gives None (etils asks it).
+PROGRAM = '''
+import runpy
+import sys
+for name in ('tensorflow', 'tensorflow_datasets', 'clu'):
+  sys.modules[name] = None
+sys.argv = ['ssl_jax.benchmark'] + sys.argv[1:]
+runpy.run_module('ssl_jax.benchmark', run_name='__main__')
+'''
+
+
+def test_step_benchmark_and_profile_run_without_tensorflow(tmp_path):
+  """A one-stage tiny Rotation step on the 8 CPU devices: its row (8 images of 32 px) and
+  the profile's convolution part, from a process that cannot import TensorFlow."""
+  args = ['--config=configs/rotation_resnet50.py:runlocal', '--config.model.units=(1,)',
+          '--config.model.stage_strides=(1,)', '--batch=8', '--image_size=32', '--steps=1',
+          '--lbfgs_features=0', f'--profile={tmp_path}', '--profile_steps=1']
+  result = subprocess.run([sys.executable, '-c', PROGRAM, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  row = re.search(r'^\| rotation \| resnet v2 \| 0.25 \| float32 \| 32 \| 8 \| ([\d.]+) \| '
+                  r'([\d.]+) \|$', result.stdout, re.MULTILINE)
+  assert row and float(row[1]) > 0 and float(row[2]) > 0, result.stdout
+  assert re.search(r'^Profile: [\d.]+ ms of ops per step', result.stdout, re.MULTILINE)
+  assert re.search(r'^\| convolution \| [\d.]+ \|', result.stdout, re.MULTILINE), result.stdout
