@@ -20,12 +20,12 @@ runs=("rotation configs/rotation_resnet50.py:variant=v1 128"
       "simclr configs/simclr_resnet50.py 256"
       "supervised configs/supervised_v1_resnet50.py 256")
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
-python -c 'import jax; print("jax", jax.__version__, jax.devices())'
+python3 -c 'import jax; print("jax", jax.__version__, jax.devices())'
 for run in "${runs[@]}"; do
   read -r task config batch <<< "$run"
   profile=()
   [ -z "$profile_dir" ] || profile=(--profile="$profile_dir/$task")
-  python -m ssl_jax.benchmark --config="$config" --batch="$batch" --image_size=224 \
+  python3 -m ssl_jax.benchmark --config="$config" --batch="$batch" --image_size=224 \
     --steps="$steps" --lbfgs_features=0 "${profile[@]}"
-  env -u PYTHONPATH python "$peer" --task "$task" --batch "$batch" --res 224 --steps "$steps" --compile 1
+  env -u PYTHONPATH python3 "$peer" --task "$task" --batch "$batch" --res 224 --steps "$steps" --compile 1
 done

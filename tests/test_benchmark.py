@@ -1,8 +1,9 @@
 """``python -m ssl_jax.benchmark`` times and profiles the train step on a host without
 TensorFlow, TFDS or clu, as the lent GPU machine is (JAX and PyTorch alone;
-benchmarks/step_vs_pytorch.sh): the config loads, the step compiles and runs, and the
-throughput table and the profile's parts and top ops are printed."""
+benchmarks/step_vs_pytorch.sh): every training config loads, the step compiles and runs,
+and the throughput table and the profile's parts and top ops are printed."""
 
+import glob
 import os
 import re
 import subprocess
@@ -10,15 +11,39 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Runs the benchmark with argv[1:] as if these packages were not installed: an import of
-# one raises ImportError and importlib.util.find_spec gives None (etils asks it).
-PROGRAM = '''
-import runpy
+# As if these packages were not installed: an import of one raises ImportError, and
+# importlib.util.find_spec gives None (etils asks it).
+WITHOUT_TENSORFLOW = '''
 import sys
 for name in ('tensorflow', 'tensorflow_datasets', 'clu'):
   sys.modules[name] = None
+'''
+
+# The benchmark with argv[1:].
+PROGRAM = WITHOUT_TENSORFLOW + '''
+import runpy
 sys.argv = ['ssl_jax.benchmark'] + sys.argv[1:]
 runpy.run_module('ssl_jax.benchmark', run_name='__main__')
+'''
+
+# Every training config file, with its default argument and with runlocal where it takes
+# it (linear_eval.py reads a trained workdir's config.json).
+LOAD_CONFIGS = WITHOUT_TENSORFLOW + '''
+import glob
+import os
+from ssl_jax import recipe_card
+names = sorted(os.path.basename(p)[:-3] for p in glob.glob('configs/*.py'))
+loaded = []
+for name in names:
+  if name in ('__init__', 'common', 'linear_eval'):
+    continue
+  recipe_card.load(name, '')
+  try:
+    recipe_card.load(name, 'runlocal')
+  except ValueError as error:  # A config without runlocal says so.
+    assert 'runlocal' in str(error), error
+  loaded.append(name)
+print(' '.join(loaded))
 '''
 
 
@@ -36,3 +61,14 @@ def test_step_benchmark_and_profile_run_without_tensorflow(tmp_path):
   assert row and float(row[1]) > 0 and float(row[2]) > 0, result.stdout
   assert re.search(r'^Profile: [\d.]+ ms of ops per step', result.stdout, re.MULTILINE)
   assert re.search(r'^\| convolution \| [\d.]+ \|', result.stdout, re.MULTILINE), result.stdout
+
+
+def test_every_config_loads_without_tensorflow():
+  """The configs' sections, their evaluators' and the recipes import no TensorFlow, TFDS
+  or clu."""
+  result = subprocess.run([sys.executable, '-c', LOAD_CONFIGS], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  expected = sorted(os.path.basename(p)[:-3] for p in glob.glob(f'{REPO}/configs/*.py'))
+  expected = [n for n in expected if n not in ('__init__', 'common', 'linear_eval')]
+  assert len(expected) >= 15 and result.stdout.split() == expected, result.stdout
