@@ -9,8 +9,9 @@
 #
 #   benchmarks/step_vs_pytorch.sh PEER_SCRIPT [STEPS] [PROFILE_DIR]
 #
-# ssl_jax's step needs JAX, flax, optax, orbax and ml_collections, not TensorFlow, TFDS or
-# clu (tests/test_benchmark.py), so it runs on a GPU host that has JAX and PyTorch alone.
+# ssl_jax's step needs JAX, flax, optax, orbax-checkpoint and ml_collections, not
+# TensorFlow, TFDS or clu (tests/test_benchmark.py): it runs on a GPU host that has JAX
+# (with flax, optax, orbax-checkpoint) and PyTorch, once ml_collections is installed.
 set -euo pipefail
 peer=$1
 steps=${2:-30}
@@ -27,5 +28,6 @@ for run in "${runs[@]}"; do
   [ -z "$profile_dir" ] || profile=(--profile="$profile_dir/$task")
   python3 -m ssl_jax.benchmark --config="$config" --batch="$batch" --image_size=224 \
     --steps="$steps" --lbfgs_features=0 "${profile[@]}"
-  env -u PYTHONPATH python3 "$peer" --task "$task" --batch "$batch" --res 224 --steps "$steps" --compile 1
+  env -u PYTHONPATH python3 "$peer" --task "$task" --batch "$batch" --res 224 \
+    --steps "$steps" --compile 1
 done

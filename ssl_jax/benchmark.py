@@ -8,8 +8,9 @@ augmentation) on a synthetic uint8 batch already on the devices, so the figure i
 accelerator's, not the input pipeline's. Images/s counts images, not network inputs
 (Rotation feeds 4 inputs per image). L-BFGS: ``ssl_jax.evaluate.lbfgs.fit`` and
 scikit-learn's LogisticRegression with the same objective on the same random features.
-Uses no TensorFlow op, but imports it (the config defaults live beside the tf.data
-pipeline), as it imports clu and ml_collections: install requirements.txt first.
+Needs JAX, flax, optax, orbax-checkpoint and ml_collections, not TensorFlow, TFDS or clu
+(tests/test_benchmark.py), so it runs on an accelerator host without them;
+``--input_only`` needs them.
 
 ``--input_only`` times the host input pipeline instead (ssl_jax/input_benchmark.py):
 each config of ``--input_configs`` through its training stream on ImageNet-sized JPEGs

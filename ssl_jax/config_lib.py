@@ -120,6 +120,7 @@ def validate(config: ConfigDict) -> None:
   from ssl_jax import writers
   from ssl_jax.data import augment
   from ssl_jax.data import corruption
+  from ssl_jax.data import dataset_section
   from ssl_jax.data import preprocess
   if config.batch_size <= 0 or config.eval_batch_size <= 0:
     raise ValueError('batch_size and eval_batch_size must be positive.')
@@ -129,6 +130,7 @@ def validate(config: ConfigDict) -> None:
   models.validate(config.model)
   optim.validate(config.optimizer)
   sharding.validate(config.mesh)
+  dataset_section.validate(config.dataset)
   augment.validate(config.augment)
   corruption.validate(config.corruption)
   preprocess.validate(config.input)

@@ -78,9 +78,10 @@ def time_stream(config: ml_collections.ConfigDict, builder, mesh: jax.sharding.M
                 batches: int, warmup: int,
                 encoded_images: bool = True) -> tuple[int, float, float]:
   """(images, wall seconds, CPU seconds of this process) of ``batches`` global batches of
-  ``config``'s training stream with its task's preprocessing, after ``warmup`` batches (which fill the shuffle buffer and
-  trace the tf.data functions). ``encoded_images=False`` decodes every image whole
-  before the task's crops (the pipeline before decode-and-crop)."""
+  ``config``'s training stream with its task's preprocessing, after ``warmup`` batches
+  (which fill the shuffle buffer and trace the tf.data functions). ``encoded_images=False``
+  decodes every image whole before the task's crops (the pipeline before
+  decode-and-crop)."""
   from ssl_jax.data import input_pipeline
   task = step_lib.import_task(config)
   sections = step_lib.task_sections(config)

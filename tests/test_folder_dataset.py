@@ -14,8 +14,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 import conftest
-from ssl_jax.data import image_folder
 from ssl_jax.data import dataset_section
+from ssl_jax.data import image_folder
 from ssl_jax.data import input_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

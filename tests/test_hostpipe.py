@@ -15,9 +15,9 @@ import tensorflow as tf
 
 from conftest import sections
 from conftest import tiny_config
+from ssl_jax import config_lib
 from ssl_jax import input_benchmark
 from ssl_jax import step as step_lib
-from ssl_jax.data import dataset_section
 from ssl_jax.data import input_pipeline
 from ssl_jax.data import jpeg_images
 from ssl_jax.data import prefetch
@@ -211,6 +211,7 @@ def test_input_benchmark_table_on_two_tasks(jpegs):
 
 
 def test_negative_prefetch_or_threads_is_refused():
+  """By the run config's validation, before any file is read."""
   for field in ('prefetch', 'threads'):
     with pytest.raises(ValueError, match=f'dataset.{field}=-1'):
-      dataset_section.validate(tiny_config(**{f'dataset.{field}': -1}).dataset)
+      config_lib.validate(tiny_config(**{f'dataset.{field}': -1}))

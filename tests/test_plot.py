@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from ssl_jax import plot
 from ssl_jax import clu_writers
+from ssl_jax import plot
 
 
 def _run(workdir, losses, knn, results):
