@@ -9,6 +9,9 @@
 #
 #   benchmarks/step_vs_pytorch.sh PEER_SCRIPT [STEPS] [PROFILE_DIR]
 #
+# TASKS="rotation simclr supervised" (the default) picks the pairs, to split the run over
+# calls of a time limit.
+#
 # ssl_jax's step needs JAX, flax, optax, orbax-checkpoint and ml_collections, not
 # TensorFlow, TFDS or clu (tests/test_benchmark.py): it runs on a GPU host that has JAX
 # (with flax, optax, orbax-checkpoint) and PyTorch, once ml_collections is installed.
@@ -16,6 +19,7 @@ set -euo pipefail
 peer=$1
 steps=${2:-30}
 profile_dir=${3:-}
+tasks=" ${TASKS:-rotation simclr supervised} "
 # task  ssl_jax config                       images per step
 runs=("rotation configs/rotation_resnet50.py:variant=v1 128"
       "simclr configs/simclr_resnet50.py 256"
@@ -24,6 +28,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 python3 -c 'import jax; print("jax", jax.__version__, jax.devices())'
 for run in "${runs[@]}"; do
   read -r task config batch <<< "$run"
+  [[ "$tasks" == *" $task "* ]] || continue
   profile=()
   [ -z "$profile_dir" ] || profile=(--profile="$profile_dir/$task")
   python3 -m ssl_jax.benchmark --config="$config" --batch="$batch" --image_size=224 \
