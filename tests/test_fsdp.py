@@ -70,8 +70,8 @@ def test_fsdp_equals_the_replicated_run(task, fsdp):
   if task == 'moco':  # As test_contrastive's 1-vs-8-device test: gradient norms of ~1e3
     # summed in another order differ in the 5th digit, so a small LR; after two steps
     # the parameters and momenta agree to 2e-4 (a split that went wrong differs by O(1)).
-    # One stage (conftest.ONE_STAGE): Rotation's four hold the arrays whose first axis
-    # divides by 4, which the split-fraction check below needs.
+    # MoCo on one stage (conftest.ONE_STAGE); Rotation keeps four, whose arrays split
+    # over 4 devices as the split-fraction check below needs.
     overrides.update({'batch_size': 8, 'task.queue_size': 32, 'task.bn_groups': 1,
                       'task.proj_hidden': 16, 'task.proj_dim': 8, 'optimizer.base_lr': 0.001,
                       **ONE_STAGE})

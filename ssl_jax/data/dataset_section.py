@@ -3,8 +3,8 @@ nested subsets, pooled datasets, and how the host pipeline reads it
 (ssl_jax/data/input_pipeline.py, which reads this section).
 
 Apart from the pipeline, so that a config loads without TensorFlow: the step, profile and
-memory benchmarks (``python -m ssl_jax.benchmark``) run on an accelerator host where only
-JAX is installed.
+memory benchmarks (``python -m ssl_jax.benchmark``) run on an accelerator host that has
+JAX and its libraries but not TensorFlow.
 """
 
 from __future__ import annotations
